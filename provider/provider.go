@@ -1,0 +1,145 @@
+// Package provider defines the contract between the CSI driver and the secret
+// stores it fetches from. A provider turns one typed Request into the complete
+// set of files a volume should contain; the driver owns mounting and writing.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Request is everything a provider may use to fetch one volume's secrets.
+// It is parsed once, at the RPC boundary, by the driver.
+type Request struct {
+	// Pod identifies the pod the volume belongs to; its tokens are the only
+	// credentials a provider may use.
+	Pod Pod
+	// Parameters are the SecretProviderClass spec.parameters, verbatim.
+	Parameters map[string]string
+	// FSGroup is the pod's fsGroup (CSI volume_mount_group), if any.
+	FSGroup *int64
+	// Class names the SecretProviderClass as "namespace/name", for messages.
+	Class string
+}
+
+// Pod is the identity of the pod a volume is published for.
+type Pod struct {
+	Namespace      string
+	Name           string
+	UID            string
+	ServiceAccount string
+	// Tokens holds the service-account tokens kubelet minted for this pod,
+	// keyed by audience.
+	Tokens map[string]Token
+}
+
+// Token is a service-account token. Its formatting methods redact the value so
+// that a Token can never leak through a log line or an error message.
+type Token struct {
+	Value     string
+	ExpiresAt time.Time
+}
+
+// String redacts the token value.
+func (t Token) String() string { return "[redacted token]" }
+
+// GoString redacts the token value, also under %#v.
+func (t Token) GoString() string { return "provider.Token{[redacted]}" }
+
+// LogValue keeps the token value out of structured logs.
+func (Token) LogValue() slog.Value { return slog.StringValue("[redacted token]") }
+
+// File is one file of a volume, relative to the volume root.
+type File struct {
+	Path string
+	Mode fs.FileMode
+	Data []byte
+}
+
+// String omits the file contents, which are secret.
+func (f File) String() string { return fmt.Sprintf("%s (%v, %d bytes)", f.Path, f.Mode, len(f.Data)) }
+
+// GoString omits the file contents, also under %#v.
+func (f File) GoString() string { return "provider.File{" + f.String() + "}" }
+
+// ObjectVersion records which version of a store object a volume holds, for
+// audit logs and rotation. It never carries a value.
+type ObjectVersion struct {
+	// ID names the object as the store does, e.g. an ARN or parameter name.
+	ID string
+	// Version is the store's version identifier of the fetched value.
+	Version string
+}
+
+// Response is the complete content of a volume.
+type Response struct {
+	Files    []File
+	Versions []ObjectVersion
+}
+
+// Provider fetches secrets from one kind of store.
+type Provider interface {
+	// Name is the value of SecretProviderClass spec.provider that selects it.
+	Name() string
+	// Fetch returns every file of the volume, or an error: never a partial set.
+	// Errors wrap one of the Err* kinds below so that the driver can map them
+	// to gRPC codes, and never contain secret values or tokens.
+	Fetch(ctx context.Context, req *Request) (*Response, error)
+}
+
+// Error kinds. Providers wrap them with %w; the driver maps each to a gRPC code.
+var (
+	// ErrInvalid: the parameters or the store's data cannot make a volume.
+	ErrInvalid = errors.New("invalid")
+	// ErrNotFound: a requested object does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrPermissionDenied: the pod's identity may not read an object, or the
+	// pod has no usable identity.
+	ErrPermissionDenied = errors.New("permission denied")
+	// ErrUnavailable: the store could not be reached or kept throttling; a
+	// retry may succeed.
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// Registry maps provider names to providers.
+type Registry struct {
+	providers map[string]Provider
+}
+
+// NewRegistry returns a registry holding ps. Two providers with one name is a
+// programming error and panics.
+func NewRegistry(ps ...Provider) *Registry {
+	r := &Registry{providers: make(map[string]Provider, len(ps))}
+	for _, p := range ps {
+		if _, dup := r.providers[p.Name()]; dup {
+			panic("provider: duplicate provider " + p.Name())
+		}
+		r.providers[p.Name()] = p
+	}
+	return r
+}
+
+// Get returns the provider called name, or an ErrInvalid error listing the
+// known providers.
+func (r *Registry) Get(name string) (Provider, error) {
+	if p, ok := r.providers[name]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("%w: unknown provider %q (known: %s)", ErrInvalid, name, strings.Join(r.Names(), ", "))
+}
+
+// Names lists the registered provider names, sorted.
+func (r *Registry) Names() []string {
+	names := make([]string, 0, len(r.providers))
+	for n := range r.providers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
