@@ -1,0 +1,221 @@
+// Command podsecrets is the podsecrets CSI node plugin. It only wires: flags,
+// clients, providers and servers; the behaviour lives in driver, provider and
+// mount.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podsecrets/podsecrets/driver"
+	"github.com/podsecrets/podsecrets/mount"
+	"github.com/podsecrets/podsecrets/provider"
+	"github.com/podsecrets/podsecrets/provider/aws"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `podsecrets mounts secrets from external stores into pods, fetched at pod
+start with the pod's own identity, on tmpfs, with no Kubernetes Secret.
+
+Usage:
+  podsecrets driver [flags]   run the CSI node plugin (as the DaemonSet does)
+  podsecrets version          print the version
+
+Run "podsecrets driver -h" for the driver's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "driver":
+		if err := runDriver(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "podsecrets:", err)
+			os.Exit(1)
+		}
+	case "version", "--version", "-version":
+		fmt.Println(version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "podsecrets: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+}
+
+type config struct {
+	endpoint, nodeID, kubeletRoot, kubeconfig, httpAddr string
+	tmpfsSize, logFormat, logLevel, region, podIdentity string
+	kubeQPS                                             float64
+}
+
+func parseFlags(args []string) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("podsecrets driver", flag.ContinueOnError)
+	fs.StringVar(&c.endpoint, "endpoint", "unix:///var/lib/kubelet/plugins/csi.podsecrets.dev/csi.sock",
+		"CSI endpoint: the unix socket kubelet calls, as a path valid on the host")
+	fs.StringVar(&c.nodeID, "node-id", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	fs.StringVar(&c.kubeletRoot, "kubelet-root-dir", "/var/lib/kubelet", "kubelet's root directory; the registration socket goes in its plugins_registry")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster service account)")
+	fs.Float64Var(&c.kubeQPS, "kube-api-qps", 200, "client-side limit on API server requests per second (burst is twice this)")
+	fs.StringVar(&c.httpAddr, "http-addr", ":9808", "listen address for /healthz, /readyz and /metrics (empty disables)")
+	fs.StringVar(&c.tmpfsSize, "tmpfs-size", "8Mi", "size limit of each volume's tmpfs (a quantity such as 8Mi)")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"),
+		"default AWS region for classes without a region parameter (default $AWS_REGION, else the node's "+driver.RegionLabel+" label)")
+	fs.StringVar(&c.podIdentity, "pod-identity-endpoint", "http://169.254.170.23/v1/credentials", "EKS Pod Identity agent credentials endpoint")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.nodeID == "" {
+		return nil, errors.New("-node-id (or $NODE_NAME) is required")
+	}
+	return c, nil
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+}
+
+func runDriver(args []string) error {
+	c, err := parseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(c.logFormat, c.logLevel)
+	if err != nil {
+		return err
+	}
+	size, err := resource.ParseQuantity(c.tmpfsSize)
+	if err != nil || size.Value() <= 0 {
+		return fmt.Errorf("-tmpfs-size %q: want a positive quantity such as 8Mi", c.tmpfsSize)
+	}
+	socket, err := driver.SocketPath(c.endpoint)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	restCfg, err := kubeConfig(c.kubeconfig)
+	if err != nil {
+		return err
+	}
+	restCfg.QPS, restCfg.Burst = float32(c.kubeQPS), int(2*c.kubeQPS)
+	restCfg.UserAgent = "podsecrets/" + version
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	region := c.region
+	if region == "" {
+		if region, err = driver.NodeRegion(ctx, kube, c.nodeID); err != nil {
+			log.Warn("no default region: reading the node's region label failed", "error", err.Error())
+		}
+	}
+	awsProvider, err := aws.New(aws.Options{
+		Region:              region,
+		ServiceAccounts:     driver.KubeServiceAccounts{Client: kube},
+		PodIdentityEndpoint: c.podIdentity,
+		Logger:              log.With("provider", "aws"),
+	})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	d := driver.New(driver.Options{
+		NodeID:    c.nodeID,
+		Version:   version,
+		Providers: provider.NewRegistry(awsProvider),
+		Classes:   driver.KubeClasses{Client: dyn},
+		Mounter:   mount.System{},
+		TmpfsSize: size.Value(),
+		Logger:    log,
+		Metrics:   driver.NewMetrics(reg),
+	})
+	return serve(ctx, c, socket, d, reg, log)
+}
+
+func kubeConfig(path string) (*rest.Config, error) {
+	if path != "" {
+		return clientcmd.BuildConfigFromFlags("", path)
+	}
+	return rest.InClusterConfig()
+}
+
+// serve runs the CSI, registration and HTTP servers until ctx ends. Volumes
+// stay mounted on exit: pods keep their secrets across driver restarts.
+func serve(ctx context.Context, c *config, socket string, d *driver.Driver, reg *prometheus.Registry, log *slog.Logger) error {
+	errc := make(chan error, 3)
+	csiLis, err := driver.ListenUnix(socket)
+	if err != nil {
+		return fmt.Errorf("listen on CSI endpoint: %w", err)
+	}
+	csiSrv := driver.NewGRPCServer(d)
+	go func() { errc <- csiSrv.Serve(csiLis) }()
+	defer csiSrv.GracefulStop()
+
+	regLis, err := driver.ListenUnix(driver.RegistrationSocket(c.kubeletRoot))
+	if err != nil {
+		return fmt.Errorf("listen on registration socket: %w", err)
+	}
+	regSrv := driver.NewRegistrationServer(&driver.Registration{Endpoint: socket, Logger: log})
+	go func() { errc <- regSrv.Serve(regLis) }()
+	defer regSrv.Stop()
+
+	if c.httpAddr != "" {
+		hs := &http.Server{Addr: c.httpAddr, Handler: d.HTTPHandler(reg), ReadHeaderTimeout: 5 * time.Second}
+		go func() { errc <- hs.ListenAndServe() }()
+		defer hs.Close()
+	}
+	d.SetReady(true)
+	log.Info("podsecrets driver serving", "version", version, "node", c.nodeID, "endpoint", socket, "http", c.httpAddr)
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down; mounted volumes stay in place")
+		return nil
+	case err := <-errc:
+		return err
+	}
+}

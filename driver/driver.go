@@ -1,0 +1,147 @@
+// Package driver is the podsecrets CSI node plugin: the Identity and Node
+// services kubelet calls, the kubelet plugin registration, and the health and
+// metrics endpoints. It turns each NodePublishVolume into one provider fetch
+// and one tmpfs holding the result.
+package driver
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/podsecrets/podsecrets/mount"
+	"github.com/podsecrets/podsecrets/provider"
+)
+
+// Name is the CSI driver name pods refer to in volumes[].csi.driver.
+const Name = "csi.podsecrets.dev"
+
+// Options wire a Driver to its collaborators.
+type Options struct {
+	// NodeID is reported by NodeGetInfo; kubelet expects the node name.
+	NodeID string
+	// Version is reported by GetPluginInfo.
+	Version string
+	// Providers resolves SecretProviderClass spec.provider.
+	Providers *provider.Registry
+	// Classes reads SecretProviderClasses.
+	Classes ClassGetter
+	// Mounter mounts the volumes; mount.System on a node.
+	Mounter mount.Mounter
+	// TmpfsSize caps each volume's memory, in bytes.
+	TmpfsSize int64
+	// Logger receives the audit trail and errors; never values or tokens.
+	Logger *slog.Logger
+	// Metrics, when set, counts calls; see NewMetrics.
+	Metrics *Metrics
+}
+
+// Driver implements the CSI Identity and Node services.
+type Driver struct {
+	csi.UnimplementedIdentityServer
+	csi.UnimplementedNodeServer
+
+	opts  Options
+	log   *slog.Logger
+	locks keyedMutex
+
+	readyMu sync.RWMutex
+	ready   bool
+}
+
+// New returns a Driver; it does not start serving.
+func New(opts Options) *Driver {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	return &Driver{opts: opts, log: opts.Logger}
+}
+
+// SetReady records whether the driver can serve kubelet; Probe and /readyz
+// report it.
+func (d *Driver) SetReady(ready bool) {
+	d.readyMu.Lock()
+	d.ready = ready
+	d.readyMu.Unlock()
+}
+
+// Ready reports what SetReady last recorded.
+func (d *Driver) Ready() bool {
+	d.readyMu.RLock()
+	defer d.readyMu.RUnlock()
+	return d.ready
+}
+
+// GetPluginInfo implements csi.IdentityServer.
+func (d *Driver) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi.GetPluginInfoResponse, error) {
+	return &csi.GetPluginInfoResponse{Name: Name, VendorVersion: d.opts.Version}, nil
+}
+
+// GetPluginCapabilities implements csi.IdentityServer. The driver is
+// node-only: no CONTROLLER_SERVICE, so there is nothing to advertise.
+func (d *Driver) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
+	return &csi.GetPluginCapabilitiesResponse{}, nil
+}
+
+// Probe implements csi.IdentityServer.
+func (d *Driver) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
+	return &csi.ProbeResponse{Ready: wrapperspb.Bool(d.Ready())}, nil
+}
+
+// NodeGetInfo implements csi.NodeServer.
+func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
+	return &csi.NodeGetInfoResponse{NodeId: d.opts.NodeID}, nil
+}
+
+// NodeGetCapabilities implements csi.NodeServer. VOLUME_MOUNT_GROUP makes
+// kubelet hand us the pod's fsGroup instead of chowning the volume itself,
+// which it could not do on a read-only mount.
+func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
+	return &csi.NodeGetCapabilitiesResponse{Capabilities: []*csi.NodeServiceCapability{{
+		Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{
+			Type: csi.NodeServiceCapability_RPC_VOLUME_MOUNT_GROUP,
+		}},
+	}}}, nil
+}
+
+// keyedMutex serialises work per key while letting different keys run in
+// parallel. Entries are dropped when unused so the map does not grow with
+// every pod the node has ever run.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = make(map[string]*keyedEntry)
+	}
+	e := k.locks[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.locks[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

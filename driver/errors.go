@@ -1,0 +1,47 @@
+package driver
+
+import (
+	"context"
+	"errors"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/podsecrets/podsecrets/provider"
+)
+
+// codeOf is the one place errors become gRPC codes; everything below the RPC
+// edge returns plain wrapped errors.
+func codeOf(err error) codes.Code {
+	var inv *invalidArgument
+	switch {
+	case err == nil:
+		return codes.OK
+	case errors.As(err, &inv), errors.Is(err, provider.ErrInvalid):
+		return codes.InvalidArgument
+	case errors.Is(err, ErrClassNotFound), errors.Is(err, provider.ErrNotFound):
+		return codes.NotFound
+	case errors.Is(err, ErrClassInvalid):
+		return codes.FailedPrecondition
+	case errors.Is(err, provider.ErrPermissionDenied):
+		return codes.PermissionDenied
+	case errors.Is(err, provider.ErrUnavailable):
+		return codes.Unavailable
+	case errors.Is(err, unix.ENOSPC):
+		return codes.ResourceExhausted
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	}
+	return codes.Internal
+}
+
+// toStatus turns err into the gRPC status kubelet shows in pod events.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	return status.Error(codeOf(err), err.Error())
+}

@@ -1,0 +1,54 @@
+package driver
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics counts what the node plugin does. Label values are drawn from
+// closed sets (gRPC codes, registered provider names, "republish" or
+// "publish"): never pod, namespace or secret names, which would leak cluster
+// details to whoever can scrape the node.
+type Metrics struct {
+	publish   *prometheus.CounterVec
+	unpublish *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	errors    *prometheus.CounterVec
+}
+
+// NewMetrics creates the collectors and registers them with reg, plus the Go
+// runtime and process collectors. A nil reg gives unregistered collectors,
+// for tests and for callers that do not export metrics.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		publish: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podsecrets_node_publish_total",
+			Help: "NodePublishVolume calls by provider, kind (publish or republish) and gRPC code.",
+		}, []string{"provider", "kind", "code"}),
+		unpublish: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podsecrets_node_unpublish_total",
+			Help: "NodeUnpublishVolume calls by gRPC code.",
+		}, []string{"code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "podsecrets_node_publish_duration_seconds",
+			Help:    "Duration of NodePublishVolume by provider and kind.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"provider", "kind"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podsecrets_provider_errors_total",
+			Help: "Failed provider fetches by provider and gRPC code.",
+		}, []string{"provider", "code"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.publish, m.unpublish, m.duration, m.errors,
+			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return m
+}
+
+func (m *Metrics) observePublish(providerName, kind, code string, took time.Duration) {
+	m.publish.WithLabelValues(providerName, kind, code).Inc()
+	m.duration.WithLabelValues(providerName, kind).Observe(took.Seconds())
+}

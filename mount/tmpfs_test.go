@@ -1,0 +1,102 @@
+package mount
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting tmpfs needs root (CAP_SYS_ADMIN)")
+	}
+}
+
+func TestSystemTmpfs(t *testing.T) {
+	requireRoot(t)
+	m := System{}
+	target := filepath.Join(t.TempDir(), "mount")
+	if err := os.Mkdir(target, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := m.IsMountPoint(target); err != nil || ok {
+		t.Fatalf("IsMountPoint before mount = %v, %v", ok, err)
+	}
+	gid := int64(2000)
+	if err := m.MountTmpfs(target, TmpfsOptions{SizeBytes: 1 << 20, GID: &gid}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(target, unix.MNT_DETACH) })
+	if ok, err := m.IsMountPoint(target); err != nil || !ok {
+		t.Fatalf("IsMountPoint after mount = %v, %v", ok, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(target, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Type != unix.TMPFS_MAGIC {
+		t.Fatalf("file system type %#x, want tmpfs", st.Type)
+	}
+	if got := uint64(st.Blocks) * uint64(st.Bsize); got != 1<<20 {
+		t.Fatalf("tmpfs size %d, want %d", got, 1<<20)
+	}
+	info, err := os.Stat(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o750 || statGID(info) != 2000 {
+		t.Fatalf("volume root mode %v group %d, want 0750 group 2000", info.Mode().Perm(), statGID(info))
+	}
+	// Too big for the size limit: fails cleanly instead of eating node memory.
+	big := []File{{Path: "big", Mode: 0o600, Data: make([]byte, 2<<20)}}
+	if err := WriteFileSet(target, big, nil); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("writing 2 MiB into a 1 MiB tmpfs = %v, want ENOSPC", err)
+	}
+	if err := WriteFileSet(target, files("a", "1"), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// A bind made while the volume is read-only (as the container runtime
+	// does) stays read-only while the driver flips its own mount to write.
+	if err := m.SetReadOnly(target, true); err != nil {
+		t.Fatal(err)
+	}
+	view := filepath.Join(t.TempDir(), "view")
+	if err := os.Mkdir(view, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(target, view, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(view, unix.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(target, "x"), nil, 0o600); !errors.Is(err, unix.EROFS) {
+		t.Fatalf("write to read-only volume = %v, want EROFS", err)
+	}
+	if err := m.SetReadOnly(target, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileSet(target, files("a", "2"), nil); err != nil {
+		t.Fatalf("write after flipping to read-write: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(view, "x"), nil, 0o600); !errors.Is(err, unix.EROFS) {
+		t.Fatalf("write through the earlier bind = %v, want EROFS", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(view, "a")); err != nil || string(b) != "2" {
+		t.Fatalf("bind view reads %q, %v; want the new version", b, err)
+	}
+	unix.Unmount(view, 0)
+
+	if err := m.Unmount(target); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := m.IsMountPoint(target); err != nil || ok {
+		t.Fatalf("IsMountPoint after unmount = %v, %v", ok, err)
+	}
+	if err := m.Unmount(target); err != nil {
+		t.Fatalf("second unmount = %v, want nil", err)
+	}
+}

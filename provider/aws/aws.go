@@ -1,0 +1,282 @@
+// Package aws is the provider for AWS Secrets Manager and SSM Parameter Store.
+//
+// It accepts the SecretProviderClass parameters of the incumbent AWS provider
+// (objects, region, failoverRegion, pathTranslation, usePodIdentity) and
+// fetches every object with the pod's own identity: IRSA (the pod's token for
+// audience sts.amazonaws.com and the role named by its ServiceAccount's
+// eks.amazonaws.com/role-arn annotation) or EKS Pod Identity (the pod's token
+// for audience pods.eks.amazonaws.com, sent to the node's agent). The node's
+// own AWS credentials are never used.
+//
+// Secrets Manager objects at AWSCURRENT are fetched with BatchGetSecretValue
+// (20 per call), other versions with GetSecretValue, and SSM parameters with
+// GetParameters (10 per call), in parallel.
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/logging"
+
+	"github.com/podsecrets/podsecrets/provider"
+)
+
+// Name is the SecretProviderClass spec.provider value of this provider.
+const Name = "aws"
+
+const (
+	defaultMaxConcurrency = 8
+	// defaultCallTimeout bounds one store or STS call, SDK retries included.
+	defaultCallTimeout = 20 * time.Second
+	// defaultFetchTimeout bounds a whole Fetch, failover included, well inside
+	// kubelet's 2-minute deadline for a CSI call.
+	defaultFetchTimeout = 100 * time.Second
+	retryMaxAttempts    = 3
+)
+
+// Options configure the provider; cmd wires them.
+type Options struct {
+	// Region is the driver's default region (from a flag, AWS_REGION or the
+	// node's topology label, resolved by cmd), used when a class has no
+	// region parameter.
+	Region string
+	// ServiceAccounts reads the pod's ServiceAccount annotations (the IRSA
+	// role ARN). Required.
+	ServiceAccounts ServiceAccountGetter
+	// PodIdentityEndpoint is the EKS Pod Identity agent's credentials URL;
+	// default DefaultPodIdentityEndpoint.
+	PodIdentityEndpoint string
+	// EndpointURL, if set, is the endpoint of Secrets Manager, SSM and STS
+	// alike, overriding the AWS_ENDPOINT_URL* environment variables (which
+	// are honoured otherwise). It is a hook for tests and for private
+	// endpoints.
+	EndpointURL string
+	// HTTPClient is shared by all SDK clients and the Pod Identity agent
+	// client; optional.
+	HTTPClient *http.Client
+	// Logger receives debug and info lines; optional. It never receives
+	// secret values or tokens.
+	Logger *slog.Logger
+	// Now is the clock of the credential cache; optional.
+	Now func() time.Time
+	// MaxConcurrency bounds the parallel store calls of one Fetch; default 8.
+	MaxConcurrency int
+
+	// retryer, if set, replaces the standard retryer (tests use one without
+	// backoff delays).
+	retryer func() aws.Retryer
+	// callTimeout, if set, replaces defaultCallTimeout.
+	callTimeout time.Duration
+}
+
+// ServiceAccountGetter reads ServiceAccounts.
+type ServiceAccountGetter interface {
+	// ServiceAccountAnnotations returns the annotations of ServiceAccount
+	// namespace/name. Errors may wrap a provider error kind; others are
+	// treated as provider.ErrUnavailable.
+	ServiceAccountAnnotations(ctx context.Context, namespace, name string) (map[string]string, error)
+}
+
+// Provider fetches secrets from AWS Secrets Manager and SSM Parameter Store.
+// It is safe for concurrent use.
+type Provider struct {
+	region              string
+	serviceAccounts     ServiceAccountGetter
+	podIdentityEndpoint string
+	agentSet            bool // PodIdentityEndpoint was set explicitly
+	agentHTTP           *http.Client
+	log                 *slog.Logger
+	now                 func() time.Time
+	maxConcurrency      int
+	callTimeout         time.Duration
+	newRetryer          func() aws.Retryer
+
+	sm    *secretsmanager.Client
+	ssm   *ssm.Client
+	sts   *sts.Client
+	creds *credCache
+}
+
+var _ provider.Provider = (*Provider)(nil)
+
+// noCredentials is the credentials provider of the shared SDK config: every
+// call must set the pod's credentials, so using it is a bug that fails
+// loudly instead of falling back to the node's credentials.
+type noCredentials struct{}
+
+func (noCredentials) Retrieve(context.Context) (aws.Credentials, error) {
+	return aws.Credentials{}, errors.New("podsecrets: no pod credentials set for this call")
+}
+
+// New returns a provider. It loads the SDK configuration once (endpoint
+// environment variables included) with IMDS disabled and without ambient
+// credentials.
+func New(opts Options) (*Provider, error) {
+	if opts.ServiceAccounts == nil {
+		return nil, errors.New("aws: Options.ServiceAccounts is required")
+	}
+	if opts.Region != "" && !validRegion(opts.Region) {
+		return nil, fmt.Errorf("aws: default region %q is not a region code", opts.Region)
+	}
+	p := &Provider{
+		region:              opts.Region,
+		serviceAccounts:     opts.ServiceAccounts,
+		podIdentityEndpoint: opts.PodIdentityEndpoint,
+		agentSet:            opts.PodIdentityEndpoint != "",
+		log:                 opts.Logger,
+		now:                 opts.Now,
+		maxConcurrency:      opts.MaxConcurrency,
+		callTimeout:         opts.callTimeout,
+		newRetryer:          opts.retryer,
+	}
+	if p.podIdentityEndpoint == "" {
+		p.podIdentityEndpoint = DefaultPodIdentityEndpoint
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.maxConcurrency <= 0 {
+		p.maxConcurrency = defaultMaxConcurrency
+	}
+	if p.callTimeout <= 0 {
+		p.callTimeout = defaultCallTimeout
+	}
+	if p.newRetryer == nil {
+		p.newRetryer = func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = retryMaxAttempts })
+		}
+	}
+	p.agentHTTP = opts.HTTPClient
+	if p.agentHTTP == nil {
+		// The agent is link-local: never reach it through a proxy.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil
+		p.agentHTTP = &http.Client{Transport: tr}
+	}
+
+	load := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithEC2IMDSClientEnableState(imds.ClientDisabled),
+		awsconfig.WithCredentialsProvider(noCredentials{}),
+		awsconfig.WithRetryer(p.newRetryer),
+		awsconfig.WithRetryMode(aws.RetryModeStandard),
+		awsconfig.WithRetryMaxAttempts(retryMaxAttempts),
+		awsconfig.WithLogger(logging.Nop{}),
+		awsconfig.WithClientLogMode(0),
+	}
+	if opts.HTTPClient != nil {
+		load = append(load, awsconfig.WithHTTPClient(opts.HTTPClient))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(context.Background(), load...)
+	if err != nil {
+		return nil, fmt.Errorf("aws: loading SDK configuration: %w", err)
+	}
+	// Whatever the environment says, the shared config has no credentials.
+	cfg.Credentials = noCredentials{}
+
+	endpoint := func(base **string) {
+		if opts.EndpointURL != "" {
+			*base = aws.String(opts.EndpointURL)
+		}
+	}
+	p.sm = secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { endpoint(&o.BaseEndpoint) })
+	p.ssm = ssm.NewFromConfig(cfg, func(o *ssm.Options) { endpoint(&o.BaseEndpoint) })
+	p.sts = sts.NewFromConfig(cfg, func(o *sts.Options) { endpoint(&o.BaseEndpoint) })
+	p.creds = newCredCache(p.now, p.callTimeout)
+	return p, nil
+}
+
+// Name returns "aws".
+func (p *Provider) Name() string { return Name }
+
+// Fetch returns every file of the volume described by req, fetched with the
+// pod's identity, or an error wrapping a provider error kind. With a
+// failoverRegion, the failover region is tried only when the primary region
+// fails with a retryable (provider.ErrUnavailable) error.
+func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.Response, error) {
+	if req == nil {
+		return nil, invalidf("no request")
+	}
+	start := p.now()
+	cfg, err := parseParameters(req.Parameters)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Ignored) > 0 {
+		p.log.Debug("aws: ignoring unknown parameters", "class", req.Class, "keys", cfg.Ignored)
+	}
+	region := cfg.Region
+	if region == "" {
+		region = p.region
+	}
+	if region == "" {
+		return nil, invalidf("no region: set the region parameter of SecretProviderClass %s or the driver's default region", req.Class)
+	}
+	if cfg.FailoverRegion == region {
+		return nil, invalidf("failoverRegion %q: must differ from the region %q", cfg.FailoverRegion, region)
+	}
+	if err := cfg.checkRegions(region); err != nil {
+		return nil, err
+	}
+
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultFetchTimeout)
+		defer cancel()
+	}
+
+	id, err := p.resolveIdentity(ctx, &req.Pod, cfg)
+	if err != nil {
+		return nil, err
+	}
+	logArgs := []any{"class", req.Class, "pod", req.Pod.Namespace + "/" + req.Pod.Name, "identity", id.String()}
+
+	resp, err := p.fetchRegion(ctx, id, cfg, region, false)
+	if err == nil {
+		p.log.Debug("aws: fetched", append(logArgs, "region", region, "objects", len(cfg.Objects), "duration", p.now().Sub(start))...)
+		return resp, nil
+	}
+	if cfg.FailoverRegion == "" || !errors.Is(err, provider.ErrUnavailable) || ctx.Err() != nil {
+		return nil, err
+	}
+	p.log.Info("aws: primary region failed, trying the failover region", append(logArgs, "region", region, "failoverRegion", cfg.FailoverRegion, "error", err.Error())...)
+	resp, ferr := p.fetchRegion(ctx, id, cfg, cfg.FailoverRegion, true)
+	if ferr != nil {
+		kind := kindOf(ferr)
+		if kind == nil {
+			kind = provider.ErrUnavailable
+		}
+		return nil, &kindError{kind: kind, msg: fmt.Sprintf("%v (after region %s failed: %v)", ferr, region, err), cause: ferr}
+	}
+	p.log.Debug("aws: fetched from the failover region", append(logArgs, "region", cfg.FailoverRegion, "objects", len(cfg.Objects), "duration", p.now().Sub(start))...)
+	return resp, nil
+}
+
+// fetchRegion fetches the whole volume from one region.
+func (p *Provider) fetchRegion(ctx context.Context, id *identity, cfg *config, region string, failover bool) (*provider.Response, error) {
+	creds, cached, err := p.credentials(ctx, id, region)
+	if err != nil {
+		return nil, err
+	}
+	p.log.Debug("aws: credentials", "identity", id.String(), "region", region, "cached", cached)
+	f := &fetcher{p: p, region: region, who: id.String(), creds: creds, failover: failover}
+	results, err := f.run(ctx, cfg.Objects)
+	if err != nil {
+		return nil, err
+	}
+	return buildResponse(cfg.Objects, results, failover)
+}

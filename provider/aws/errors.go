@@ -1,0 +1,155 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	smithy "github.com/aws/smithy-go"
+
+	"github.com/podsecrets/podsecrets/provider"
+)
+
+// kindError is an error with a controlled message that wraps one of the
+// provider error kinds and, optionally, its cause. Its message is built only
+// from names, codes and store messages: never values or tokens. The cause is
+// kept for errors.As (e.g. smithy.APIError) but not printed.
+type kindError struct {
+	kind  error
+	msg   string
+	cause error
+}
+
+func (e *kindError) Error() string { return e.msg }
+
+func (e *kindError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.kind}
+	}
+	return []error{e.kind, e.cause}
+}
+
+// kindOf returns the provider error kind err wraps, or nil.
+func kindOf(err error) error {
+	for _, k := range []error{provider.ErrInvalid, provider.ErrNotFound, provider.ErrPermissionDenied, provider.ErrUnavailable} {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return nil
+}
+
+var (
+	deniedCodes = map[string]bool{
+		"AccessDenied": true, "AccessDeniedException": true, "UnauthorizedOperation": true,
+		"UnrecognizedClientException": true, "InvalidClientTokenId": true, "InvalidSignatureException": true,
+		"SignatureDoesNotMatch": true, "ExpiredToken": true, "ExpiredTokenException": true,
+		"InvalidIdentityToken": true, "IDPRejectedClaim": true, "InvalidIdentityTokenException": true,
+		"RegionDisabledException": true, "PackedPolicyTooLarge": true, "MissingAuthenticationToken": true,
+		// Secrets Manager: the role may not use the secret's KMS key.
+		"DecryptionFailure": true, "KMSAccessDeniedException": true,
+		// SSM: the role may not use the parameter's KMS key.
+		"InvalidKeyId": true,
+	}
+	notFoundCodes = map[string]bool{
+		"ResourceNotFoundException": true, "ParameterNotFound": true, "ParameterVersionNotFound": true,
+		"InvalidParameters": true, "ParameterVersionLabelNotFound": true,
+	}
+	unavailableCodes = map[string]bool{
+		"Throttling": true, "ThrottlingException": true, "ThrottledException": true, "TooManyRequestsException": true,
+		"RequestThrottled": true, "RequestThrottledException": true, "RequestLimitExceeded": true,
+		"ProvisionedThroughputExceededException": true, "SlowDown": true, "PriorRequestNotComplete": true,
+		"BandwidthLimitExceeded": true, "EC2ThrottledException": true, "LimitExceededException": true,
+		"InternalServiceError": true, "InternalServiceErrorException": true, "InternalFailure": true,
+		"InternalServerError": true, "InternalError": true, "ServiceUnavailable": true, "ServiceUnavailableException": true,
+		"IDPCommunicationError": true, "RequestTimeout": true, "RequestTimeoutException": true,
+	}
+)
+
+// classifyCode maps an AWS error code (and HTTP status, 0 if unknown) to an
+// error kind.
+func classifyCode(code string, status int) error {
+	switch {
+	case deniedCodes[code] || strings.HasPrefix(code, "AccessDenied"):
+		return provider.ErrPermissionDenied
+	case notFoundCodes[code]:
+		return provider.ErrNotFound
+	case unavailableCodes[code] || status >= 500 || status == 429:
+		return provider.ErrUnavailable
+	case status == 401 || status == 403:
+		return provider.ErrPermissionDenied
+	case status == 404:
+		return provider.ErrNotFound
+	case status >= 400:
+		return provider.ErrInvalid
+	}
+	return provider.ErrUnavailable
+}
+
+// describeErr returns the kind of an error from an AWS call and a short
+// description ("Code: message") that is safe to show: redact lists strings
+// (tokens) that must not appear in it.
+func describeErr(err error, redact ...string) (kind error, code, text string) {
+	var status int
+	var hs interface{ HTTPStatusCode() int }
+	if errors.As(err, &hs) {
+		status = hs.HTTPStatusCode()
+	}
+	var ae smithy.APIError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ae):
+		code = ae.ErrorCode()
+		text = code
+		if m := ae.ErrorMessage(); m != "" {
+			text += ": " + m
+		}
+		kind = classifyCode(code, status)
+	case errors.Is(err, context.DeadlineExceeded):
+		code, text, kind = "Timeout", "timed out: "+err.Error(), provider.ErrUnavailable
+	case errors.Is(err, context.Canceled):
+		code, text, kind = "Canceled", "canceled: "+err.Error(), provider.ErrUnavailable
+	case errors.As(err, &ne):
+		code, text, kind = "NetworkError", err.Error(), provider.ErrUnavailable
+	default:
+		code, text, kind = "Error", err.Error(), provider.ErrUnavailable
+		if status != 0 {
+			kind = classifyCode("", status)
+		}
+	}
+	for _, r := range redact {
+		if r != "" {
+			text = strings.ReplaceAll(text, r, "[redacted]")
+		}
+	}
+	if len(text) > 1024 {
+		text = text[:1024] + "…"
+	}
+	return kind, code, text
+}
+
+// storeError builds the error of a failed AWS call. what names the call and
+// its objects, e.g. `secretsmanager object "db" (objects[0])`; who names the
+// identity.
+func storeError(err error, what, region, who string, redact ...string) error {
+	kind, _, text := describeErr(err, redact...)
+	return &kindError{
+		kind:  kind,
+		msg:   fmt.Sprintf("%s in region %s as %s: %s", what, region, who, text),
+		cause: err,
+	}
+}
+
+// apiError is an AWS error reported inside a successful response (the
+// per-secret Errors of BatchGetSecretValue, the InvalidParameters of
+// GetParameters).
+type apiError struct {
+	code, message string
+}
+
+func (e *apiError) Error() string                 { return e.code + ": " + e.message }
+func (e *apiError) ErrorCode() string             { return e.code }
+func (e *apiError) ErrorMessage() string          { return e.message }
+func (e *apiError) ErrorFault() smithy.ErrorFault { return smithy.FaultUnknown }

@@ -1,0 +1,645 @@
+package aws
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jmespath/go-jmespath"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podsecrets/podsecrets/provider"
+)
+
+// Parameter keys of spec.parameters, as the incumbent AWS provider spells them.
+const (
+	paramObjects         = "objects"
+	paramRegion          = "region"
+	paramFailoverRegion  = "failoverRegion"
+	paramPathTranslation = "pathTranslation"
+	paramUsePodIdentity  = "usePodIdentity"
+	paramAddressType     = "preferredAddressType"
+)
+
+// objectType is the store an object lives in.
+type objectType string
+
+const (
+	typeSecretsManager objectType = "secretsmanager"
+	typeSSMParameter   objectType = "ssmparameter"
+)
+
+// labelCurrent is the Secrets Manager staging label of the current version.
+const labelCurrent = "AWSCURRENT"
+
+const (
+	defaultMode        fs.FileMode = 0o644
+	maxObjectsYAML                 = 1 << 20 // bytes; Kubernetes objects are smaller anyway
+	maxFileNameElement             = 255     // bytes, the usual NAME_MAX
+	maxFilePath                    = 4096    // bytes, the usual PATH_MAX
+)
+
+// config is spec.parameters, parsed and validated once per Fetch.
+type config struct {
+	// Region and FailoverRegion are the class's regions; Region may be empty
+	// (the driver's default applies).
+	Region         string
+	FailoverRegion string
+	// PodIdentity selects EKS Pod Identity instead of IRSA.
+	PodIdentity bool
+	// IPv6Agent selects the Pod Identity agent's IPv6 address
+	// (preferredAddressType: ipv6).
+	IPv6Agent bool
+	// Translate replaces "/" in file names; 0 means no translation.
+	Translate rune
+	Objects   []object
+	// Ignored lists the unknown keys that were ignored (top-level keys and
+	// object fields), for a debug log line.
+	Ignored []string
+}
+
+// ref names one version of a store object.
+type ref struct {
+	Name    string
+	Version string // Secrets Manager VersionId or SSM version number
+	Label   string // Secrets Manager VersionStage or SSM label
+}
+
+// object is one entry of the objects list.
+type object struct {
+	Index int
+	Type  objectType
+	ref
+	// Failover replaces ref in the failover region when set.
+	Failover *ref
+	// Path is the file name, relative to the volume root, after translation.
+	Path string
+	Mode fs.FileMode
+	JMES []jmesEntry
+}
+
+// jmesEntry extracts one string field of a JSON value into its own file.
+type jmesEntry struct {
+	Expr string
+	expr *jmespath.JMESPath
+	Path string
+	Mode fs.FileMode
+}
+
+// refIn is the ref used in the primary (failover=false) or failover region.
+func (o *object) refIn(failover bool) ref {
+	if failover && o.Failover != nil {
+		return *o.Failover
+	}
+	return o.ref
+}
+
+// describe names the object in messages.
+func (o *object) describe() string {
+	return fmt.Sprintf("objects[%d] (objectName %q)", o.Index, o.Name)
+}
+
+// rawObject is one objects entry as written. Strings accept YAML numbers and
+// booleans (sigs.k8s.io/yaml coerces them), except filePermission, where an
+// unquoted 0600 would silently be read as the octal number 384.
+type rawObject struct {
+	ObjectName         string       `json:"objectName"`
+	ObjectType         string       `json:"objectType"`
+	ObjectAlias        string       `json:"objectAlias"`
+	ObjectVersion      string       `json:"objectVersion"`
+	ObjectVersionLabel string       `json:"objectVersionLabel"`
+	FilePermission     permission   `json:"filePermission"`
+	JMESPath           []rawJMES    `json:"jmesPath"`
+	FailoverObject     *rawFailover `json:"failoverObject"`
+}
+
+type rawJMES struct {
+	Path           string     `json:"path"`
+	ObjectAlias    string     `json:"objectAlias"`
+	FilePermission permission `json:"filePermission"`
+}
+
+type rawFailover struct {
+	ObjectName         string `json:"objectName"`
+	ObjectVersion      string `json:"objectVersion"`
+	ObjectVersionLabel string `json:"objectVersionLabel"`
+}
+
+var (
+	knownObjectFields   = []string{"objectName", "objectType", "objectAlias", "objectVersion", "objectVersionLabel", "filePermission", "jmesPath", "failoverObject"}
+	knownJMESFields     = []string{"path", "objectAlias", "filePermission"}
+	knownFailoverFields = []string{"objectName", "objectVersion", "objectVersionLabel"}
+)
+
+// permission is a filePermission value as written.
+type permission struct {
+	set    bool
+	text   string
+	number bool // a YAML number, not a string
+}
+
+// UnmarshalJSON keeps the value as written and remembers whether it was a
+// number.
+func (p *permission) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.Equal(b, []byte("null")):
+		*p = permission{}
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*p = permission{set: true, text: s}
+	default:
+		*p = permission{set: true, text: string(b), number: true}
+	}
+	return nil
+}
+
+// mode parses p, defaulting to 0644.
+func (p permission) mode() (fs.FileMode, error) {
+	if !p.set {
+		return defaultMode, nil
+	}
+	if p.number {
+		return 0, fmt.Errorf("filePermission %s is a YAML number (an unquoted 0600 reads as 384): quote it, like \"0600\"", p.text)
+	}
+	return parseMode(p.text)
+}
+
+// parseMode parses a 4-digit octal mode no larger than 0777.
+func parseMode(s string) (fs.FileMode, error) {
+	bad := fmt.Errorf("filePermission %q: want a 4-digit octal mode like \"0600\"", s)
+	if len(s) != 4 {
+		return 0, bad
+	}
+	for _, c := range s {
+		if c < '0' || c > '7' {
+			return 0, bad
+		}
+	}
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil {
+		return 0, bad
+	}
+	if v > 0o777 {
+		return 0, fmt.Errorf("filePermission %q: setuid, setgid and sticky bits are not allowed; want at most \"0777\"", s)
+	}
+	return fs.FileMode(v), nil
+}
+
+var (
+	regionRE = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+	// ssmLabelRE is the SSM parameter label syntax; labels can't start with a
+	// digit, so "name:3" always means a version.
+	ssmLabelRE = regexp.MustCompile(`^[A-Za-z_.\-][A-Za-z0-9_.\-]{0,99}$`)
+)
+
+// invalidf builds an ErrInvalid error with exactly the given message.
+func invalidf(format string, args ...any) error {
+	return &kindError{kind: provider.ErrInvalid, msg: fmt.Sprintf(format, args...)}
+}
+
+// validRegion checks a region code; it becomes part of endpoint host names.
+func validRegion(r string) bool {
+	return len(r) <= 64 && regionRE.MatchString(r)
+}
+
+// parseParameters parses and validates spec.parameters. Every error wraps
+// provider.ErrInvalid and names the offending object and field.
+func parseParameters(params map[string]string) (*config, error) {
+	cfg := &config{Translate: '_'}
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := params[k]
+		switch k {
+		case paramObjects:
+			// parsed below
+		case paramRegion:
+			if v != "" && !validRegion(v) {
+				return nil, invalidf("region %q: not a region code like \"us-east-1\"", v)
+			}
+			cfg.Region = v
+		case paramFailoverRegion:
+			if v != "" && !validRegion(v) {
+				return nil, invalidf("failoverRegion %q: not a region code like \"us-west-2\"", v)
+			}
+			cfg.FailoverRegion = v
+		case paramPathTranslation:
+			t, err := parseTranslation(v)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Translate = t
+		case paramUsePodIdentity:
+			if v == "" {
+				break
+			}
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, invalidf("usePodIdentity %q: want \"true\" or \"false\"", v)
+			}
+			cfg.PodIdentity = b
+		case paramAddressType:
+			switch strings.ToLower(v) {
+			case "", "auto", "ipv4":
+			case "ipv6":
+				cfg.IPv6Agent = true
+			default:
+				return nil, invalidf("preferredAddressType %q: want \"ipv4\", \"ipv6\" or \"auto\"", v)
+			}
+		case "secretProviderClass":
+			// added by the driver
+		default:
+			if strings.HasPrefix(k, "csi.storage.k8s.io/") {
+				break // added by Kubernetes (podInfoOnMount, tokenRequests)
+			}
+			cfg.Ignored = append(cfg.Ignored, k)
+		}
+	}
+	if cfg.FailoverRegion != "" && cfg.FailoverRegion == cfg.Region {
+		return nil, invalidf("failoverRegion %q: must differ from region", cfg.FailoverRegion)
+	}
+
+	objs, ok := params[paramObjects]
+	if !ok || strings.TrimSpace(objs) == "" {
+		return nil, invalidf("objects: required: a YAML list of objects to mount")
+	}
+	if err := cfg.parseObjects(objs); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// parseTranslation parses pathTranslation: one character, or "False".
+func parseTranslation(v string) (rune, error) {
+	if v == "" {
+		return '_', nil
+	}
+	if strings.EqualFold(v, "false") {
+		return 0, nil
+	}
+	r, size := utf8.DecodeRuneInString(v)
+	if size != len(v) || r == utf8.RuneError {
+		return 0, invalidf("pathTranslation %q: want a single character, or \"False\"", v)
+	}
+	if r == '/' || r == '\\' || r == 0 || !unicode.IsPrint(r) || unicode.IsSpace(r) {
+		return 0, invalidf("pathTranslation %q: not usable in a file name; want a character like \"_\" or \"-\", or \"False\"", v)
+	}
+	return r, nil
+}
+
+// translatePath replaces every "/" in name with sep; sep 0 keeps name as is.
+func translatePath(name string, sep rune) string {
+	if sep == 0 || sep == '/' {
+		return name
+	}
+	return strings.ReplaceAll(name, "/", string(sep))
+}
+
+// checkFileName reports why p can't be a file path relative to the volume
+// root, or nil.
+func checkFileName(p string) error {
+	switch {
+	case p == "":
+		return fmt.Errorf("empty file name")
+	case len(p) > maxFilePath:
+		return fmt.Errorf("file name is longer than %d bytes", maxFilePath)
+	case strings.HasPrefix(p, "/"):
+		return fmt.Errorf("file name %q is absolute (pathTranslation is off); set objectAlias or pathTranslation", p)
+	case !utf8.ValidString(p):
+		return fmt.Errorf("file name %q is not valid UTF-8", p)
+	case strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return fmt.Errorf("file name %q contains a control character", p)
+	}
+	for _, el := range strings.Split(p, "/") {
+		switch {
+		case el == "..":
+			return fmt.Errorf("file name %q has a \"..\" element", p)
+		case el == "." || el == "":
+			return fmt.Errorf("file name %q is not a clean relative path", p)
+		case len(el) > maxFileNameElement:
+			return fmt.Errorf("file name %q has an element longer than %d bytes; set objectAlias", p, maxFileNameElement)
+		}
+	}
+	if path.Clean(p) != p {
+		return fmt.Errorf("file name %q is not a clean relative path", p)
+	}
+	return nil
+}
+
+// arnInfo is what an ARN objectName tells about the object.
+type arnInfo struct {
+	Service string
+	Region  string
+}
+
+// parseARN splits "arn:partition:service:region:account:resource".
+func parseARN(s string) (arnInfo, bool) {
+	if !strings.HasPrefix(s, "arn:") {
+		return arnInfo{}, false
+	}
+	parts := strings.SplitN(s, ":", 6)
+	if len(parts) != 6 {
+		return arnInfo{}, false
+	}
+	return arnInfo{Service: parts[2], Region: parts[3]}, true
+}
+
+// typeOfARN maps an ARN's service to an object type.
+func typeOfARN(service string) (objectType, bool) {
+	switch service {
+	case "secretsmanager":
+		return typeSecretsManager, true
+	case "ssm":
+		return typeSSMParameter, true
+	}
+	return "", false
+}
+
+// fileOwners tracks which object writes which file, to reject collisions.
+type fileOwners struct {
+	files map[string]string // path → owner description
+	dirs  map[string]string // directory implied by a path → owner description
+}
+
+func (f *fileOwners) add(p, owner string) error {
+	if prev, ok := f.files[p]; ok {
+		return fmt.Errorf("file name %q is also used by %s", p, prev)
+	}
+	if prev, ok := f.dirs[p]; ok {
+		return fmt.Errorf("file name %q is a directory of %s's file", p, prev)
+	}
+	for i := range len(p) {
+		if p[i] != '/' {
+			continue
+		}
+		dir := p[:i]
+		if prev, ok := f.files[dir]; ok {
+			return fmt.Errorf("file name %q needs directory %q, which is %s's file", p, dir, prev)
+		}
+	}
+	f.files[p] = owner
+	for i := range len(p) {
+		if p[i] == '/' {
+			if _, ok := f.dirs[p[:i]]; !ok {
+				f.dirs[p[:i]] = owner
+			}
+		}
+	}
+	return nil
+}
+
+// parseObjects parses the objects YAML into cfg.Objects.
+func (cfg *config) parseObjects(text string) error {
+	if len(text) > maxObjectsYAML {
+		return invalidf("objects: longer than %d bytes", maxObjectsYAML)
+	}
+	// First pass: the shape, and the field names for the ignored-keys log.
+	var shape []map[string]any
+	if err := yaml.Unmarshal([]byte(text), &shape); err != nil {
+		return invalidf("objects: want a YAML list of objects: %v", err)
+	}
+	var raws []rawObject
+	if err := yaml.Unmarshal([]byte(text), &raws); err != nil {
+		return invalidf("objects: %v", err)
+	}
+	if len(raws) != len(shape) { // cannot happen; be safe
+		return invalidf("objects: want a YAML list of objects")
+	}
+	if len(raws) == 0 {
+		return invalidf("objects: the list is empty")
+	}
+	for i, m := range shape {
+		if m == nil {
+			return invalidf("objects[%d]: want an object with objectName, got an empty entry", i)
+		}
+		if _, ok := m["objectTemplate"]; ok {
+			return invalidf("objects[%d] (objectName %q): objectTemplate is not supported", i, raws[i].ObjectName)
+		}
+		cfg.Ignored = append(cfg.Ignored, unknownKeys(fmt.Sprintf("objects[%d].", i), m, knownObjectFields)...)
+		if fo, ok := m["failoverObject"].(map[string]any); ok {
+			cfg.Ignored = append(cfg.Ignored, unknownKeys(fmt.Sprintf("objects[%d].failoverObject.", i), fo, knownFailoverFields)...)
+		}
+		if js, ok := m["jmesPath"].([]any); ok {
+			for j, e := range js {
+				if em, ok := e.(map[string]any); ok {
+					cfg.Ignored = append(cfg.Ignored, unknownKeys(fmt.Sprintf("objects[%d].jmesPath[%d].", i, j), em, knownJMESFields)...)
+				}
+			}
+		}
+	}
+
+	owners := &fileOwners{files: map[string]string{}, dirs: map[string]string{}}
+	for i := range raws {
+		o, err := cfg.parseObject(i, &raws[i], owners)
+		if err != nil {
+			return err
+		}
+		cfg.Objects = append(cfg.Objects, o)
+	}
+	return nil
+}
+
+// unknownKeys lists the keys of m not in known, sorted, with prefix.
+func unknownKeys(prefix string, m map[string]any, known []string) []string {
+	var out []string
+	for k := range m {
+		if !slices.ContainsFunc(known, func(n string) bool { return strings.EqualFold(n, k) }) {
+			out = append(out, prefix+k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (cfg *config) parseObject(i int, r *rawObject, owners *fileOwners) (object, error) {
+	o := object{Index: i, ref: ref{Name: r.ObjectName, Version: r.ObjectVersion, Label: r.ObjectVersionLabel}}
+	if o.Name == "" {
+		return o, invalidf("objects[%d]: objectName: required", i)
+	}
+	fail := func(format string, args ...any) error {
+		return invalidf("%s: %s", o.describe(), fmt.Sprintf(format, args...))
+	}
+	if !utf8.ValidString(o.Name) || strings.ContainsFunc(o.Name, unicode.IsControl) || len(o.Name) > 2048 {
+		return o, fail("objectName: not a valid name or ARN")
+	}
+
+	// Type, explicit or implied by an ARN.
+	arn, isARN := parseARN(o.Name)
+	switch r.ObjectType {
+	case "":
+		if !isARN {
+			return o, fail("objectType: required unless objectName is an ARN; want \"secretsmanager\" or \"ssmparameter\"")
+		}
+		t, ok := typeOfARN(arn.Service)
+		if !ok {
+			return o, fail("objectName is an ARN of service %q; want secretsmanager or ssm", arn.Service)
+		}
+		o.Type = t
+	case string(typeSecretsManager), string(typeSSMParameter):
+		o.Type = objectType(r.ObjectType)
+		if isARN {
+			if t, ok := typeOfARN(arn.Service); !ok || t != o.Type {
+				return o, fail("objectType %q does not match the ARN's service %q", r.ObjectType, arn.Service)
+			}
+		}
+	default:
+		return o, fail("objectType %q: want \"secretsmanager\" or \"ssmparameter\"", r.ObjectType)
+	}
+
+	if err := checkVersion(o.Type, o.ref); err != nil {
+		return o, fail("%v", err)
+	}
+
+	// Failover object.
+	if fo := r.FailoverObject; fo != nil {
+		if cfg.FailoverRegion == "" {
+			return o, fail("failoverObject is set but failoverRegion is not")
+		}
+		if fo.ObjectName == "" {
+			return o, fail("failoverObject.objectName: required")
+		}
+		if r.ObjectAlias == "" {
+			return o, fail("objectAlias: required when failoverObject is set")
+		}
+		f := ref{Name: fo.ObjectName, Version: fo.ObjectVersion, Label: fo.ObjectVersionLabel}
+		if !utf8.ValidString(f.Name) || strings.ContainsFunc(f.Name, unicode.IsControl) || len(f.Name) > 2048 {
+			return o, fail("failoverObject.objectName: not a valid name or ARN")
+		}
+		if farn, ok := parseARN(f.Name); ok {
+			if t, ok := typeOfARN(farn.Service); !ok || t != o.Type {
+				return o, fail("failoverObject.objectName is an ARN of service %q, but the object is a %s", farn.Service, o.Type)
+			}
+		}
+		if err := checkVersion(o.Type, f); err != nil {
+			return o, fail("failoverObject: %v", err)
+		}
+		if o.Type == typeSecretsManager && f.Version != "" && o.Version != "" && f.Version != o.Version {
+			// Replicas keep the primary's version IDs.
+			return o, fail("failoverObject.objectVersion %q must match objectVersion %q", f.Version, o.Version)
+		}
+		o.Failover = &f
+	}
+
+	// File name and mode.
+	alias := r.ObjectAlias
+	if alias == "" {
+		alias = o.Name
+	}
+	o.Path = translatePath(alias, cfg.Translate)
+	if err := checkFileName(o.Path); err != nil {
+		return o, fail("objectAlias: %v", err)
+	}
+	mode, err := r.FilePermission.mode()
+	if err != nil {
+		return o, fail("%v", err)
+	}
+	o.Mode = mode
+	if err := owners.add(o.Path, o.describe()); err != nil {
+		return o, fail("%v", err)
+	}
+
+	for j, rj := range r.JMESPath {
+		owner := fmt.Sprintf("%s jmesPath[%d]", o.describe(), j)
+		jfail := func(format string, args ...any) error {
+			return invalidf("%s: %s", owner, fmt.Sprintf(format, args...))
+		}
+		if rj.Path == "" {
+			return o, jfail("path: required")
+		}
+		if rj.ObjectAlias == "" {
+			return o, jfail("objectAlias: required")
+		}
+		expr, err := compileJMES(rj.Path)
+		if err != nil {
+			return o, jfail("path %q: not a JMESPath expression", rj.Path)
+		}
+		e := jmesEntry{Expr: rj.Path, expr: expr, Path: translatePath(rj.ObjectAlias, cfg.Translate)}
+		if err := checkFileName(e.Path); err != nil {
+			return o, jfail("objectAlias: %v", err)
+		}
+		if e.Mode, err = rj.FilePermission.mode(); err != nil {
+			return o, jfail("%v", err)
+		}
+		if err := owners.add(e.Path, owner); err != nil {
+			return o, jfail("%v", err)
+		}
+		o.JMES = append(o.JMES, e)
+	}
+	return o, nil
+}
+
+// checkVersion validates a ref's version fields for objects of type t.
+func checkVersion(t objectType, r ref) error {
+	for _, f := range []struct{ name, v string }{{"objectVersion", r.Version}, {"objectVersionLabel", r.Label}} {
+		if len(f.v) > 256 || !utf8.ValidString(f.v) || strings.ContainsFunc(f.v, unicode.IsControl) {
+			return fmt.Errorf("%s: not a valid version", f.name)
+		}
+	}
+	if t != typeSSMParameter {
+		return nil // Secrets Manager takes VersionId and VersionStage together.
+	}
+	if _, isARN := parseARN(r.Name); !isARN && strings.Contains(r.Name, ":") {
+		return fmt.Errorf("objectName %q: SSM parameter names can't contain ':'; use objectVersion or objectVersionLabel to select a version", r.Name)
+	}
+	if r.Version != "" && r.Label != "" {
+		return fmt.Errorf("objectVersion %q and objectVersionLabel %q: SSM parameters take one of them, not both", r.Version, r.Label)
+	}
+	if r.Version != "" {
+		if n, err := strconv.ParseInt(r.Version, 10, 64); err != nil || n < 1 || strconv.FormatInt(n, 10) != r.Version {
+			return fmt.Errorf("objectVersion %q: SSM parameter versions are positive integers", r.Version)
+		}
+	}
+	if r.Label != "" && !ssmLabelRE.MatchString(r.Label) {
+		return fmt.Errorf("objectVersionLabel %q: not an SSM parameter label (letters, digits, '.', '-', '_'; not starting with a digit)", r.Label)
+	}
+	return nil
+}
+
+// compileJMES compiles a JMESPath expression; the library can panic on some
+// malformed input, which is turned into an error.
+func compileJMES(s string) (expr *jmespath.JMESPath, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			expr, err = nil, fmt.Errorf("invalid expression")
+		}
+	}()
+	return jmespath.Compile(s)
+}
+
+// checkRegions validates the ARNs of cfg's objects against the regions
+// they'll be fetched from. region is the resolved primary region.
+func (cfg *config) checkRegions(region string) error {
+	for i := range cfg.Objects {
+		o := &cfg.Objects[i]
+		if a, ok := parseARN(o.Name); ok && a.Region != "" && a.Region != region {
+			return invalidf("%s: the ARN names region %q, but the volume's region is %q", o.describe(), a.Region, region)
+		}
+		if cfg.FailoverRegion == "" {
+			continue
+		}
+		f := o.refIn(true)
+		if a, ok := parseARN(f.Name); ok && a.Region != "" && a.Region != cfg.FailoverRegion {
+			if o.Failover == nil {
+				return invalidf("%s: the ARN names region %q and can't be used in failoverRegion %q; set failoverObject", o.describe(), a.Region, cfg.FailoverRegion)
+			}
+			return invalidf("%s: failoverObject.objectName names region %q, but failoverRegion is %q", o.describe(), a.Region, cfg.FailoverRegion)
+		}
+	}
+	return nil
+}

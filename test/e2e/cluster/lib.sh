@@ -1,0 +1,101 @@
+# Shared settings and helpers for the e2e cluster scripts. Sourced, never run.
+# shellcheck shell=bash
+
+export PATH="/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}"
+
+E2E_CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+E2E_ROOT="$(cd "$E2E_CLUSTER_DIR/../../.." && pwd)"
+E2E_STATE="${PODSECRETS_E2E_STATE:-/var/run/podsecrets-e2e}"
+E2E_CACHE="${PODSECRETS_E2E_CACHE:-/var/cache/podsecrets-e2e}"
+E2E_NODE_NAME="${PODSECRETS_E2E_NODE_NAME:-podsecrets-node}"
+E2E_REGION="${PODSECRETS_E2E_REGION:-us-east-1}"
+E2E_KUBE_VERSION="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$E2E_ROOT/test/e2e/kube/go.mod")"
+E2E_BIN="$E2E_CACHE/bin/$E2E_KUBE_VERSION"
+E2E_IMAGES="$E2E_CACHE/images"
+E2E_PAUSE_IMAGE="docker.io/local/pause:e2e"
+E2E_BUSYBOX_IMAGE="docker.io/local/busybox:e2e"
+E2E_KUBELET_ROOT=/var/lib/kubelet
+E2E_POD_CIDR=10.244.0.0/24
+E2E_SERVICE_CIDR=10.96.0.0/24
+E2E_KUBERNETES_SVC_IP=10.96.0.1
+E2E_BRIDGE=podsecrets0
+E2E_APISERVER_PORT=6443
+E2E_CONTAINERD_SOCK="$E2E_STATE/containerd/containerd.sock"
+E2E_KUBECONFIG="$E2E_STATE/kubeconfig"
+# iptables chains owned by these scripts (removed by down.sh)
+E2E_CHAIN=PODSECRETS-E2E
+
+log() { printf '==> %s\n' "$*" >&2; }
+warn() { printf '==> WARNING: %s\n' "$*" >&2; }
+die() { printf '==> ERROR: %s\n' "$*" >&2; exit 1; }
+need_root() { [[ $(id -u) == 0 ]] || die "must run as root"; }
+
+# node_ip prints eth0's IPv4 address (or the first global IPv4 address, or PODSECRETS_E2E_NODE_IP).
+node_ip() {
+  if [[ -n "${PODSECRETS_E2E_NODE_IP:-}" ]]; then echo "$PODSECRETS_E2E_NODE_IP"; return; fi
+  local ip
+  ip="$(ip -4 -o addr show dev eth0 scope global 2>/dev/null | awk '{split($4, a, "/"); print a[1]; exit}')"
+  if [[ -z "$ip" ]]; then
+    ip="$(ip -4 -o addr show scope global 2>/dev/null | awk '$2 != "'"$E2E_BRIDGE"'" {split($4, a, "/"); print a[1]; exit}')"
+  fi
+  [[ -n "$ip" ]] || die "no non-loopback IPv4 address found (set PODSECRETS_E2E_NODE_IP)"
+  echo "$ip"
+}
+
+# pid_alive NAME: true when $E2E_STATE/pids/NAME.pid names a live process.
+pid_alive() {
+  local f="$E2E_STATE/pids/$1.pid" pid
+  [[ -f $f ]] || return 1
+  pid="$(cat "$f")"
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# start_daemon NAME CMD...: starts CMD in the background (own session), logs to
+# $E2E_STATE/logs/NAME.log, pid in $E2E_STATE/pids/NAME.pid. No-op when already running.
+start_daemon() {
+  local name="$1"; shift
+  if pid_alive "$name"; then
+    log "$name already running (pid $(cat "$E2E_STATE/pids/$name.pid"))"
+    return 0
+  fi
+  mkdir -p "$E2E_STATE/logs" "$E2E_STATE/pids"
+  log "starting $name"
+  setsid "$@" </dev/null >>"$E2E_STATE/logs/$name.log" 2>&1 &
+  echo $! >"$E2E_STATE/pids/$name.pid"
+}
+
+# stop_daemon NAME [TIMEOUT]: SIGTERM, wait, then SIGKILL.
+stop_daemon() {
+  local name="$1" timeout="${2:-15}" f="$E2E_STATE/pids/$1.pid" pid i
+  [[ -f $f ]] || return 0
+  pid="$(cat "$f")"
+  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < timeout * 10; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      warn "$name did not stop in ${timeout}s, killing"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.2
+    fi
+  fi
+  rm -f "$f"
+}
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS CMD...: retries CMD every 0.2s.
+wait_for() {
+  local what="$1" timeout="$2"; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      die "timed out after ${timeout}s waiting for $what"
+    fi
+    sleep 0.2
+  done
+}
+
+kctl() { "$E2E_BIN/kubectl" --kubeconfig "$E2E_KUBECONFIG" "$@"; }
+ctr_k8s() { ctr --address "$E2E_CONTAINERD_SOCK" -n k8s.io "$@"; }
