@@ -85,7 +85,7 @@ func (d *Driver) publish(ctx context.Context, pr *publishRequest) (string, []pro
 		files[i] = mount.File{Path: f.Path, Mode: f.Mode, Data: f.Data}
 	}
 	if err := mount.ValidateFileSet(files); err != nil {
-		return p.Name(), nil, fmt.Errorf("SecretProviderClass %s: provider %s returned a bad file set: %w", ref, p.Name(), provider.ErrInvalid)
+		return p.Name(), nil, invalid("SecretProviderClass %s: provider %s returned an unusable file set: %v", ref, p.Name(), err)
 	}
 	if err := d.mountFiles(pr, files); err != nil {
 		return p.Name(), nil, err

@@ -52,6 +52,9 @@ func (t Token) String() string { return "[redacted token]" }
 // GoString redacts the token value, also under %#v.
 func (t Token) GoString() string { return "provider.Token{[redacted]}" }
 
+// MarshalJSON redacts the token value, e.g. when a Pod is logged as JSON.
+func (Token) MarshalJSON() ([]byte, error) { return []byte(`"[redacted token]"`), nil }
+
 // LogValue keeps the token value out of structured logs.
 func (Token) LogValue() slog.Value { return slog.StringValue("[redacted token]") }
 
@@ -59,7 +62,8 @@ func (Token) LogValue() slog.Value { return slog.StringValue("[redacted token]")
 type File struct {
 	Path string
 	Mode fs.FileMode
-	Data []byte
+	// Data is secret: it is never marshalled.
+	Data []byte `json:"-"`
 }
 
 // String omits the file contents, which are secret.

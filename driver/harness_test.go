@@ -1,0 +1,223 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+
+	"github.com/podsecrets/podsecrets/mount"
+	"github.com/podsecrets/podsecrets/provider"
+	"github.com/podsecrets/podsecrets/provider/fake"
+)
+
+// harness runs the real gRPC server on a temporary unix socket, with a fake
+// API server holding SecretProviderClasses and an in-memory provider, and
+// calls it the way kubelet does.
+type harness struct {
+	t        *testing.T
+	node     csi.NodeClient
+	identity csi.IdentityClient
+	provider *fake.Provider
+	mounter  mount.Mounter
+	logs     *syncBuffer
+	registry *prometheus.Registry
+	driver   *Driver
+	root     string
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fakeMounter stands in for the kernel when tests run without root: mount
+// points are plain directories it remembers.
+type fakeMounter struct {
+	mu      sync.Mutex
+	mounted map[string]bool
+}
+
+func (f *fakeMounter) MountTmpfs(target string, _ mount.TmpfsOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mounted == nil {
+		f.mounted = map[string]bool{}
+	}
+	f.mounted[target] = true
+	return nil
+}
+
+func (f *fakeMounter) SetReadOnly(string, bool) error { return nil }
+
+func (f *fakeMounter) Unmount(target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mounted[target] {
+		// A real unmount takes the tmpfs content with it.
+		entries, _ := os.ReadDir(target)
+		for _, e := range entries {
+			os.RemoveAll(filepath.Join(target, e.Name()))
+		}
+	}
+	delete(f.mounted, target)
+	return nil
+}
+
+func (f *fakeMounter) IsMountPoint(target string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mounted[target], nil
+}
+
+func realMounts() bool { return os.Geteuid() == 0 }
+
+func classObject(namespace, name, providerName string, params map[string]string) *unstructured.Unstructured {
+	p := map[string]any{}
+	for k, v := range params {
+		p[k] = v
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "podsecrets.dev/v1",
+		"kind":       "SecretProviderClass",
+		"metadata":   map[string]any{"namespace": namespace, "name": name},
+		"spec":       map[string]any{"provider": providerName, "parameters": p},
+	}}
+}
+
+func newHarness(t *testing.T, objs ...runtime.Object) *harness {
+	t.Helper()
+	h := &harness{t: t, provider: &fake.Provider{}, logs: &syncBuffer{}, registry: prometheus.NewRegistry(), root: t.TempDir()}
+	if realMounts() {
+		h.mounter = mount.System{}
+	} else {
+		h.mounter = &fakeMounter{}
+	}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{ClassGVR: "SecretProviderClassList"}, objs...)
+	h.driver = New(Options{
+		NodeID:    "node-1",
+		Version:   "test",
+		Providers: provider.NewRegistry(h.provider, &fake.Provider{ProviderName: "other"}),
+		Classes:   KubeClasses{Client: dyn},
+		Mounter:   h.mounter,
+		TmpfsSize: 1 << 20,
+		Logger:    slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics:   NewMetrics(h.registry),
+	})
+	h.driver.SetReady(true)
+
+	sock := filepath.Join(h.root, "csi.sock")
+	lis, err := ListenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewGRPCServer(h.driver)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	h.node = csi.NewNodeClient(conn)
+	h.identity = csi.NewIdentityClient(conn)
+	t.Cleanup(h.unmountAll)
+	return h
+}
+
+// unmountAll removes whatever a failing test left mounted below root.
+func (h *harness) unmountAll() {
+	if !realMounts() {
+		return
+	}
+	filepath.WalkDir(h.root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() && filepath.Base(p) == "mount" {
+			unix.Unmount(p, unix.MNT_DETACH)
+		}
+		return nil
+	})
+}
+
+// target returns a fresh kubelet-style target path whose parent exists, as
+// kubelet leaves it.
+func (h *harness) target(pod string) string {
+	parent := filepath.Join(h.root, "pods", pod, "volumes", "kubernetes.io~csi", "secrets")
+	if err := os.MkdirAll(parent, 0o750); err != nil {
+		h.t.Fatal(err)
+	}
+	return filepath.Join(parent, "mount")
+}
+
+// kubeletRequest builds what kubelet sends for an inline volume of pod
+// default/<pod> naming class; edit mutates it.
+func kubeletRequest(target, pod, class string, edit ...func(*csi.NodePublishVolumeRequest)) *csi.NodePublishVolumeRequest {
+	req := &csi.NodePublishVolumeRequest{
+		VolumeId:   "csi-" + pod,
+		TargetPath: target,
+		VolumeCapability: &csi.VolumeCapability{
+			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+		},
+		VolumeContext: map[string]string{
+			keyClass:          class,
+			keyEphemeral:      "true",
+			keyPodName:        pod,
+			keyPodNamespace:   "default",
+			keyPodUID:         "uid-" + pod,
+			keyServiceAccount: "app",
+			keyTokens:         `{"sts.amazonaws.com":{"token":"tkn","expirationTimestamp":"2030-01-01T00:00:00Z"}}`,
+		},
+	}
+	for _, e := range edit {
+		e(req)
+	}
+	return req
+}
+
+func (h *harness) publish(req *csi.NodePublishVolumeRequest) error {
+	_, err := h.node.NodePublishVolume(context.Background(), req)
+	return err
+}
+
+func (h *harness) unpublish(volumeID, target string) error {
+	_, err := h.node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: volumeID, TargetPath: target})
+	return err
+}
+
+// metricsText scrapes /metrics the way Prometheus does.
+func (h *harness) metricsText() string {
+	rec := httptest.NewRecorder()
+	h.driver.HTTPHandler(h.registry).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 {
+		h.t.Fatalf("GET /metrics = %d", rec.Code)
+	}
+	return rec.Body.String()
+}
