@@ -1,7 +1,12 @@
 package driver
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // testTimeout bounds waits that only time out when the code under test is
 // broken; it is a deadline, never a synchronisation sleep.
 const testTimeout = 30 * time.Second
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

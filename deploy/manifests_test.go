@@ -1,0 +1,131 @@
+// Package deploy holds the manifests that install podsecrets; its test keeps
+// them honest about what the driver relies on.
+package deploy
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// decode reads the documents of a manifest file into their kinds.
+func decode(t *testing.T, file string, into ...any) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(b), "\n---\n")
+	if len(docs) < len(into) {
+		t.Fatalf("%s has %d documents, want %d", file, len(docs), len(into))
+	}
+	for i, obj := range into {
+		if obj == nil {
+			continue
+		}
+		if err := yaml.UnmarshalStrict([]byte(docs[i]), obj); err != nil {
+			t.Fatalf("%s document %d: %v", file, i, err)
+		}
+	}
+}
+
+func TestCSIDriver(t *testing.T) {
+	var d storagev1.CSIDriver
+	decode(t, "csidriver.yaml", &d)
+	s := d.Spec
+	switch {
+	case d.Name != "csi.podsecrets.dev":
+		t.Errorf("name %q", d.Name)
+	case s.AttachRequired == nil || *s.AttachRequired:
+		t.Error("attachRequired must be false")
+	case s.PodInfoOnMount == nil || !*s.PodInfoOnMount:
+		t.Error("podInfoOnMount must be true: the driver needs the pod's namespace and service account")
+	case len(s.VolumeLifecycleModes) != 1 || s.VolumeLifecycleModes[0] != storagev1.VolumeLifecycleEphemeral:
+		t.Errorf("volumeLifecycleModes %v, want [Ephemeral]", s.VolumeLifecycleModes)
+	case s.FSGroupPolicy == nil || *s.FSGroupPolicy != storagev1.FileFSGroupPolicy:
+		t.Error("fsGroupPolicy must be File so kubelet delegates the fsGroup")
+	case s.ServiceAccountTokenInSecrets == nil || !*s.ServiceAccountTokenInSecrets:
+		t.Error("serviceAccountTokenInSecrets must be true")
+	}
+	auds := map[string]bool{}
+	for _, tr := range s.TokenRequests {
+		auds[tr.Audience] = true
+	}
+	if !auds["sts.amazonaws.com"] || !auds["pods.eks.amazonaws.com"] {
+		t.Errorf("tokenRequests %v must cover IRSA and Pod Identity", s.TokenRequests)
+	}
+}
+
+func TestRBACIsLeast(t *testing.T) {
+	var role rbacv1.ClusterRole
+	decode(t, "rbac.yaml", nil, &role, nil)
+	for _, r := range role.Rules {
+		for _, v := range r.Verbs {
+			if v != "get" {
+				t.Errorf("rule %v grants %q; the driver only gets objects by name", r, v)
+			}
+		}
+		for _, res := range r.Resources {
+			if res == "secrets" || res == "*" {
+				t.Errorf("rule %v reaches Kubernetes Secrets", r)
+			}
+		}
+	}
+}
+
+func TestDaemonSet(t *testing.T) {
+	var ds appsv1.DaemonSet
+	decode(t, "daemonset.yaml", &ds)
+	spec := ds.Spec.Template.Spec
+	if spec.PriorityClassName != "system-node-critical" {
+		t.Errorf("priorityClassName %q", spec.PriorityClassName)
+	}
+	if len(spec.Containers) != 1 {
+		t.Fatalf("%d containers, want one: registration is served by the driver, no sidecars", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	if c.SecurityContext == nil || c.SecurityContext.Privileged == nil || !*c.SecurityContext.Privileged {
+		t.Error("the plugin container must be privileged to mount")
+	}
+	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
+		t.Error("liveness must probe /healthz")
+	}
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		prop := ""
+		if m.MountPropagation != nil {
+			prop = string(*m.MountPropagation)
+		}
+		mounts[m.MountPath] = prop
+	}
+	if mounts["/var/lib/kubelet/pods"] != "Bidirectional" {
+		t.Error("the kubelet pods dir must be mounted with Bidirectional propagation")
+	}
+	if _, ok := mounts["/var/lib/kubelet/plugins_registry"]; !ok {
+		t.Error("the plugins_registry dir must be mounted for registration")
+	}
+}
+
+func TestCRD(t *testing.T) {
+	var crd apiextv1.CustomResourceDefinition
+	decode(t, "crd.yaml", &crd)
+	if crd.Name != "secretproviderclasses.podsecrets.dev" || crd.Spec.Group != "podsecrets.dev" {
+		t.Fatalf("CRD %s group %s", crd.Name, crd.Spec.Group)
+	}
+	v := crd.Spec.Versions[0]
+	if v.Name != "v1" || v.Schema == nil {
+		t.Fatal("v1 with a schema is required")
+	}
+	spec := v.Schema.OpenAPIV3Schema.Properties["spec"]
+	params := spec.Properties["parameters"]
+	if spec.Properties["provider"].Type != "string" || params.AdditionalProperties == nil ||
+		params.AdditionalProperties.Schema.Type != "string" {
+		t.Error("spec.provider must be a string and spec.parameters a map of strings")
+	}
+}
