@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/podsecrets/podsecrets/provider"
 )
 
 // RegionLabel is the well-known node label cloud providers set to the node's
@@ -21,8 +24,14 @@ type KubeServiceAccounts struct {
 // ServiceAccountAnnotations returns the annotations of namespace/name.
 func (k KubeServiceAccounts) ServiceAccountAnnotations(ctx context.Context, namespace, name string) (map[string]string, error) {
 	sa, err := k.Client.CoreV1().ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("get ServiceAccount %s/%s: %w", namespace, name, err)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("ServiceAccount %s/%s: %w", namespace, name, provider.ErrNotFound)
+	case apierrors.IsForbidden(err):
+		return nil, fmt.Errorf("ServiceAccount %s/%s: the driver may not read it (its ClusterRole needs get on serviceaccounts): %w",
+			namespace, name, provider.ErrPermissionDenied)
+	case err != nil:
+		return nil, fmt.Errorf("get ServiceAccount %s/%s: %w: %w", namespace, name, provider.ErrUnavailable, err)
 	}
 	return sa.Annotations, nil
 }

@@ -211,7 +211,7 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 	if req == nil {
 		return nil, invalidf("no request")
 	}
-	start := p.now()
+	start := time.Now()
 	cfg, err := parseParameters(req.Parameters)
 	if err != nil {
 		return nil, err
@@ -239,18 +239,21 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 		defer cancel()
 	}
 
+	logArgs := []any{"class", req.Class, "pod", req.Pod.Namespace + "/" + req.Pod.Name}
 	id, err := p.resolveIdentity(ctx, &req.Pod, cfg)
 	if err != nil {
+		p.log.Debug("aws: no identity", append(logArgs, "error", err.Error())...)
 		return nil, err
 	}
-	logArgs := []any{"class", req.Class, "pod", req.Pod.Namespace + "/" + req.Pod.Name, "identity", id.String()}
+	logArgs = append(logArgs, "identity", id.String())
 
 	resp, err := p.fetchRegion(ctx, id, cfg, region, false)
 	if err == nil {
-		p.log.Debug("aws: fetched", append(logArgs, "region", region, "objects", len(cfg.Objects), "duration", p.now().Sub(start))...)
+		p.log.Debug("aws: fetched", append(logArgs, "region", region, "objects", len(cfg.Objects), "duration", time.Since(start))...)
 		return resp, nil
 	}
 	if cfg.FailoverRegion == "" || !errors.Is(err, provider.ErrUnavailable) || ctx.Err() != nil {
+		p.log.Debug("aws: fetch failed", append(logArgs, "region", region, "error", err.Error())...)
 		return nil, err
 	}
 	p.log.Info("aws: primary region failed, trying the failover region", append(logArgs, "region", region, "failoverRegion", cfg.FailoverRegion, "error", err.Error())...)
@@ -260,9 +263,11 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 		if kind == nil {
 			kind = provider.ErrUnavailable
 		}
-		return nil, &kindError{kind: kind, msg: fmt.Sprintf("%v (after region %s failed: %v)", ferr, region, err), cause: ferr}
+		ferr = &kindError{kind: kind, msg: fmt.Sprintf("%v (after region %s failed: %v)", ferr, region, err), cause: ferr}
+		p.log.Debug("aws: fetch failed", append(logArgs, "region", cfg.FailoverRegion, "error", ferr.Error())...)
+		return nil, ferr
 	}
-	p.log.Debug("aws: fetched from the failover region", append(logArgs, "region", cfg.FailoverRegion, "objects", len(cfg.Objects), "duration", p.now().Sub(start))...)
+	p.log.Debug("aws: fetched from the failover region", append(logArgs, "region", cfg.FailoverRegion, "objects", len(cfg.Objects), "duration", time.Since(start))...)
 	return resp, nil
 }
 

@@ -50,8 +50,6 @@ var (
 		"RegionDisabledException": true, "PackedPolicyTooLarge": true, "MissingAuthenticationToken": true,
 		// Secrets Manager: the role may not use the secret's KMS key.
 		"DecryptionFailure": true, "KMSAccessDeniedException": true,
-		// SSM: the role may not use the parameter's KMS key.
-		"InvalidKeyId": true,
 	}
 	notFoundCodes = map[string]bool{
 		"ResourceNotFoundException": true, "ParameterNotFound": true, "ParameterVersionNotFound": true,
@@ -83,6 +81,12 @@ func classifyCode(code string, status int) error {
 	case status == 404:
 		return provider.ErrNotFound
 	case status >= 400:
+		return provider.ErrInvalid
+	case status == 0 && code != "":
+		// An error reported inside a response (BatchGetSecretValue's
+		// Errors) with a code not listed above, e.g. InvalidRequestException
+		// for a secret scheduled for deletion: a client-side problem that
+		// another region won't fix.
 		return provider.ErrInvalid
 	}
 	return provider.ErrUnavailable

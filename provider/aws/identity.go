@@ -14,7 +14,8 @@ import (
 	"github.com/podsecrets/podsecrets/provider"
 )
 
-// Token audiences the CSIDriver's tokenRequests must list.
+// The identity sources: the token audiences the CSIDriver's tokenRequests must
+// list, the IRSA annotation and the Pod Identity agent.
 const (
 	// AudienceSTS is the audience of the token used for IRSA.
 	AudienceSTS = "sts.amazonaws.com"

@@ -1,0 +1,147 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/podsecrets/podsecrets/provider"
+)
+
+func TestCredCacheSingleflight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCredCache(time.Now, time.Minute)
+		key := credKey{namespace: "app", serviceAccount: "web", role: roleWeb, region: east}
+		release := make(chan struct{})
+		var fetches atomic.Int32
+		fetch := func(ctx context.Context) (aws.Credentials, error) {
+			fetches.Add(1)
+			<-release
+			// Not cacheable (no expiry): only sharing the call explains a
+			// single fetch.
+			return aws.Credentials{AccessKeyID: "AKID"}, nil
+		}
+		var wg sync.WaitGroup
+		got := make([]aws.Credentials, 5)
+		for i := range got {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cr, _, err := c.get(context.Background(), key, fetch)
+				if err != nil {
+					t.Error(err)
+				}
+				got[i] = cr
+			}()
+		}
+		synctest.Wait() // every caller is blocked: one in fetch, the rest waiting for it
+		if n := fetches.Load(); n != 1 {
+			t.Fatalf("%d fetches in flight, want 1", n)
+		}
+		close(release)
+		wg.Wait()
+		for i, cr := range got {
+			if cr.AccessKeyID != "AKID" {
+				t.Errorf("caller %d got %+v", i, cr)
+			}
+		}
+		// Not cached (cannot expire): the next get fetches again.
+		if _, cached, _ := c.get(context.Background(), key, fetch); cached || fetches.Load() != 2 {
+			t.Errorf("uncacheable credentials were cached")
+		}
+	})
+}
+
+func TestCredCacheCallerCancelDoesNotAbortSharedFetch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCredCache(time.Now, time.Minute)
+		key := credKey{namespace: "app", serviceAccount: "web", role: roleWeb, region: east}
+		release := make(chan struct{})
+		fetch := func(ctx context.Context) (aws.Credentials, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return aws.Credentials{}, ctx.Err()
+			}
+			return aws.Credentials{AccessKeyID: "AKID", CanExpire: true, Expires: time.Now().Add(time.Hour)}, nil
+		}
+		leaderCtx, cancelLeader := context.WithCancel(context.Background())
+		leaderErr := make(chan error, 1)
+		go func() {
+			_, _, err := c.get(leaderCtx, key, fetch)
+			leaderErr <- err
+		}()
+		followerErr := make(chan error, 1)
+		var follower aws.Credentials
+		synctest.Wait()
+		go func() {
+			var err error
+			follower, _, err = c.get(context.Background(), key, fetch)
+			followerErr <- err
+		}()
+		synctest.Wait()
+		cancelLeader()
+		if err := <-leaderErr; !errors.Is(err, context.Canceled) || !errors.Is(err, provider.ErrUnavailable) {
+			t.Errorf("canceled leader got %v", err)
+		}
+		close(release)
+		if err := <-followerErr; err != nil || follower.AccessKeyID != "AKID" {
+			t.Errorf("follower got %+v, %v", follower, err)
+		}
+		if _, cached, err := c.get(context.Background(), key, fetch); !cached || err != nil {
+			t.Errorf("credentials were not cached (%v)", err)
+		}
+	})
+}
+
+func TestCredCacheExpiry(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := newCredCache(clock.Now, time.Minute)
+	n := 0
+	fetch := func(context.Context) (aws.Credentials, error) {
+		n++
+		return aws.Credentials{AccessKeyID: "AKID", CanExpire: true, Expires: clock.Now().Add(time.Hour)}, nil
+	}
+	failing := func(context.Context) (aws.Credentials, error) { n++; return aws.Credentials{}, errors.New("boom") }
+	key := credKey{namespace: "app", serviceAccount: "web", role: roleWeb, region: east}
+	other := key
+	other.serviceAccount = "worker"
+
+	steps := []struct {
+		name    string
+		advance time.Duration
+		key     credKey
+		fetch   func(context.Context) (aws.Credentials, error)
+		fetches int
+		cached  bool
+		err     bool
+	}{
+		{name: "first", key: key, fetch: fetch, fetches: 1},
+		{name: "cached", key: key, fetch: fetch, fetches: 1, cached: true},
+		{name: "other service account", key: other, fetch: fetch, fetches: 2},
+		{name: "54 minutes later", advance: 54 * time.Minute, key: key, fetch: fetch, fetches: 2, cached: true},
+		{name: "within 5 minutes of expiry", advance: time.Minute + time.Second, key: key, fetch: fetch, fetches: 3},
+		{name: "refreshed", key: key, fetch: fetch, fetches: 3, cached: true},
+		{name: "errors are not cached", key: credKey{region: "x"}, fetch: failing, fetches: 4, err: true},
+		{name: "retried", key: credKey{region: "x"}, fetch: failing, fetches: 5, err: true},
+	}
+	for _, s := range steps {
+		clock.Advance(s.advance)
+		_, cached, err := c.get(context.Background(), s.key, s.fetch)
+		if n != s.fetches || cached != s.cached || (err != nil) != s.err {
+			t.Fatalf("%s: fetches %d cached %v err %v; want %d %v err=%v", s.name, n, cached, err, s.fetches, s.cached, s.err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// "other" is within 5 minutes of expiry: pruned when "key" was refreshed.
+	if _, ok := c.entries[key]; !ok || len(c.entries) != 1 || len(c.inflight) != 0 {
+		t.Errorf("cache holds %v and %d calls in flight, want only %v", c.entries, len(c.inflight), key)
+	}
+}
