@@ -120,12 +120,14 @@ func (s *Store) serveJSON(w http.ResponseWriter, r *http.Request) {
 				c.region = sh.region
 			}
 		}
+		// Read the body before sleeping: net/http only notices a client
+		// that gave up (and cancels the context) once the body is consumed.
+		body, readErr := readBody(r)
 		if e := s.begin(r.Context(), c.op, c.region); e != nil {
 			return e
 		}
-		body, e := readBody(r)
-		if e != nil {
-			return e
+		if readErr != nil {
+			return readErr
 		}
 		c.body = body
 		switch {
@@ -134,6 +136,7 @@ func (s *Store) serveJSON(w http.ResponseWriter, r *http.Request) {
 		case perr != nil:
 			return perr
 		}
+		var e *apiError
 		if c.p, e = s.authenticate(r, body, sh, svc); e != nil {
 			return e
 		}
@@ -204,13 +207,12 @@ func (s *Store) serveQuery(w http.ResponseWriter, r *http.Request) {
 		writeSTSError(w, &apiError{status: 400, code: "MissingAction", msg: "no Action parameter and no X-Amz-Target header"})
 		return
 	}
-	c := &call{op: "sts." + action, start: time.Now(), region: stsRegion(r)}
+	c := &call{op: "sts." + action, start: time.Now(), region: stsRegion(r), role: form.Get("RoleArn")}
 	var out any
 	e = s.begin(r.Context(), c.op, c.region)
 	if e == nil {
 		switch action {
 		case "AssumeRoleWithWebIdentity":
-			c.role = form.Get("RoleArn")
 			out, e = s.stsAssumeRoleWithWebIdentity(r.Context(), c, form)
 		default:
 			e = &apiError{status: 400, code: "InvalidAction", msg: "Could not find operation " + action + " for version 2011-06-15"}

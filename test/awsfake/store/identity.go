@@ -201,20 +201,20 @@ type stsAssumeResponse struct {
 	XMLName xml.Name `xml:"AssumeRoleWithWebIdentityResponse"`
 	Xmlns   string   `xml:"xmlns,attr"`
 	Result  struct {
-		SubjectFromWebIdentityToken string   `xml:"SubjectFromWebIdentityToken"`
-		Audience                    string   `xml:"Audience"`
+		SubjectFromWebIdentityToken string                              `xml:"SubjectFromWebIdentityToken"`
+		Audience                    string                              `xml:"Audience"`
 		AssumedRoleUser             struct{ Arn, AssumedRoleID string } `xml:"AssumedRoleUser"`
-		Credentials                 stsCreds `xml:"Credentials"`
-		Provider                    string   `xml:"Provider"`
+		Credentials                 stsCreds                            `xml:"Credentials"`
+		Provider                    string                              `xml:"Provider"`
 	} `xml:"AssumeRoleWithWebIdentityResult"`
 	RequestID string `xml:"ResponseMetadata>RequestId"`
 }
 
 func (s *Store) stsAssumeRoleWithWebIdentity(ctx context.Context, c *call, form url.Values) (any, *apiError) {
+	c.resource = form.Get("RoleArn")
 	roleARN := form.Get("RoleArn")
 	session := form.Get("RoleSessionName")
 	token := form.Get("WebIdentityToken")
-	c.role = roleARN
 	switch {
 	case roleARN == "":
 		return nil, stsValidation("roleArn", "Member must not be null")

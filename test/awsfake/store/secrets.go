@@ -288,17 +288,15 @@ type smSecretValue struct {
 	VersionID     string   `json:"VersionId"`
 	VersionStages []string `json:"VersionStages"`
 	SecretString  *string  `json:"SecretString,omitempty"`
-	SecretBinary  []byte   `json:"SecretBinary,omitempty"`
+	SecretBinary  *[]byte  `json:"SecretBinary,omitempty"` // pointer: an empty blob is still sent
 	CreatedDate   epoch    `json:"CreatedDate"`
 }
 
 func secretValueOut(sec *secret, v *secretVersion) smSecretValue {
 	out := smSecretValue{ARN: sec.arn, Name: sec.name, VersionID: v.id, VersionStages: slices.Clone(v.stages), CreatedDate: epoch(v.created)}
 	if v.value.Binary != nil {
-		out.SecretBinary = bytes.Clone(v.value.Binary)
-		if out.SecretBinary == nil {
-			out.SecretBinary = []byte{}
-		}
+		b := bytes.Clone(v.value.Binary)
+		out.SecretBinary = &b
 	} else {
 		str := v.value.String
 		out.SecretString = &str
