@@ -22,7 +22,7 @@ del_timeout="${PODSECRETS_E2E_DOWN_TIMEOUT:-90}"
 # 1. pods, while the API server and kubelet still run
 if [[ -x "$E2E_BIN/kubectl" && -f "$E2E_KUBECONFIG" ]] && pid_alive kube-apiserver &&
   kctl get --raw /readyz >/dev/null 2>&1; then
-  if pid_alive kubelet; then
+  if kubelet_healthy; then
     log "deleting workloads and pods (kubelet unmounts their volumes)"
     kctl delete deployments,replicasets,statefulsets,jobs,cronjobs,replicationcontrollers --all -A \
       --wait=false >/dev/null 2>&1 || true
@@ -31,23 +31,25 @@ if [[ -x "$E2E_BIN/kubectl" && -f "$E2E_KUBECONFIG" ]] && pid_alive kube-apiserv
       while IFS=/ read -r ns name; do
         kctl -n "$ns" delete pod "$name" --wait=false >/dev/null 2>&1 || true
       done <<<"$consumers"
+      # one deadline for all of them
+      deadline=$((SECONDS + del_timeout))
       while IFS=/ read -r ns name; do
-        kctl -n "$ns" wait --for=delete "pod/$name" --timeout="${del_timeout}s" >/dev/null 2>&1 ||
+        left=$((deadline - SECONDS))
+        ((left > 0)) || left=1
+        kctl -n "$ns" wait --for=delete "pod/$name" --timeout="${left}s" >/dev/null 2>&1 ||
           warn "pod $ns/$name still there after ${del_timeout}s"
       done <<<"$consumers"
     fi
     kctl delete daemonsets --all -A --wait=false >/dev/null 2>&1 || true
     kctl delete pods --all -A --timeout="${del_timeout}s" >/dev/null 2>&1 || warn "some pods did not go away"
   else
-    log "kubelet is not running: pods are not deleted through the API"
+    log "kubelet is not healthy: pods are not deleted through the API (containers are killed below)"
   fi
 fi
 
 # ---------------------------------------------------------------------------
 # 2. control loops and kubelet, then containers
-stop_daemon kube-scheduler
-stop_daemon kube-controller-manager
-stop_daemon kubelet 30
+stop_daemons 30 kube-scheduler kube-controller-manager kubelet
 
 if pid_alive containerd; then
   tasks="$(ctr_k8s tasks ls -q 2>/dev/null || true)"
@@ -69,7 +71,7 @@ fi
 shim_pids() {
   local p
   for p in $(pgrep -f '^/usr/bin/containerd-shim' 2>/dev/null || true); do
-    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "-address $E2E_CONTAINERD_SOCK " && echo "$p"
+    [[ "$(cmdline "$p")" == *" -address $E2E_CONTAINERD_SOCK "* ]] && echo "$p"
   done
   return 0
 }
@@ -103,7 +105,7 @@ for exe in "$E2E_BIN/kubelet" "$E2E_BIN/kube-apiserver" "$E2E_BIN/kube-controlle
   done
 done
 for p in $(pgrep -x etcd 2>/dev/null || true) $(pgrep -x containerd 2>/dev/null || true); do
-  if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$S/"; then
+  if [[ "$(cmdline "$p")" == *"$S/"* ]]; then
     warn "killing stray $(cat /proc/$p/comm 2>/dev/null) pid $p"
     kill -KILL "$p" 2>/dev/null || true
   fi
@@ -112,8 +114,10 @@ sleep 0.2
 
 # ---------------------------------------------------------------------------
 # 4. mounts, deepest first
-mounts_under() { # prefixes...
-  local mp pfx
+mounts_under() { # prefixes... (symlinks resolved: /var/run is /run)
+  local mp pfx canon=()
+  for pfx in "$@"; do canon+=("$(realpath -m "$pfx")"); done
+  set -- "${canon[@]}"
   while read -r _ _ _ _ mp _; do
     mp="$(printf '%b' "$mp")" # mountinfo escapes spaces etc. as \040
     for pfx in "$@"; do
@@ -173,6 +177,20 @@ if command -v iptables >/dev/null 2>&1; then
       ipt_drop_chain "$cmd" "$t" KUBE-FIREWALL INPUT OUTPUT
     done
   done
+fi
+
+# nftables tables that iptables-nft created for us (only when empty: nobody else uses them)
+if command -v nft >/dev/null 2>&1 && [[ -f "$S/nft-tables.before" ]]; then
+  while read -r _ fam tbl; do
+    [[ -n $tbl ]] || continue
+    grep -qxF "table $fam $tbl" "$S/nft-tables.before" && continue
+    case $fam in ip) save=iptables-save ;; ip6) save=ip6tables-save ;; *) continue ;; esac
+    # empty = no rule and no chain beyond the built-in ones
+    rules="$($save -t "$tbl" 2>/dev/null)" || continue
+    if ! grep -qE '^-A |^:[^ ]+ - ' <<<"$rules"; then
+      nft delete table "$fam" "$tbl" 2>/dev/null || true
+    fi
+  done < <(nft list tables 2>/dev/null)
 fi
 
 # sysctls

@@ -20,12 +20,13 @@ pkgs=(
   procps:/usr/bin/pgrep
   kmod:/sbin/modprobe
   conntrack:/usr/sbin/conntrack
+  nftables:/usr/sbin/nft
 )
 
 missing=()
 for entry in "${pkgs[@]}"; do
   pkg="${entry%%:*}" file="${entry#*:}"
-  if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' && [[ -e "$file" ]]; then
+  if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" == "install ok installed" && -e "$file" ]]; then
     continue
   fi
   missing+=("$pkg")
@@ -63,7 +64,7 @@ fi
 for exe in /usr/bin/etcd /usr/bin/containerd; do
   for pid in $(pgrep -x "$(basename "$exe")" 2>/dev/null || true); do
     # Only kill instances that were not started by our up.sh (those carry our state dir).
-    if ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$E2E_STATE"; then
+    if [[ "$(cmdline "$pid")" != *"$E2E_STATE"* ]]; then
       log "stopping package-started $(basename "$exe") (pid $pid)"
       kill "$pid" 2>/dev/null || true
     fi

@@ -34,9 +34,9 @@ need_root() { [[ $(id -u) == 0 ]] || die "must run as root"; }
 node_ip() {
   if [[ -n "${PODSECRETS_E2E_NODE_IP:-}" ]]; then echo "$PODSECRETS_E2E_NODE_IP"; return; fi
   local ip
-  ip="$(ip -4 -o addr show dev eth0 scope global 2>/dev/null | awk '{split($4, a, "/"); print a[1]; exit}')"
+  ip="$(ip -4 -o addr show dev eth0 scope global 2>/dev/null | awk '!f {split($4, a, "/"); print a[1]; f = 1}')"
   if [[ -z "$ip" ]]; then
-    ip="$(ip -4 -o addr show scope global 2>/dev/null | awk '$2 != "'"$E2E_BRIDGE"'" {split($4, a, "/"); print a[1]; exit}')"
+    ip="$(ip -4 -o addr show scope global 2>/dev/null | awk '$2 != "'"$E2E_BRIDGE"'" !f {split($4, a, "/"); print a[1]; f = 1}')"
   fi
   [[ -n "$ip" ]] || die "no non-loopback IPv4 address found (set PODSECRETS_E2E_NODE_IP)"
   echo "$ip"
@@ -64,26 +64,40 @@ start_daemon() {
   echo $! >"$E2E_STATE/pids/$name.pid"
 }
 
-# stop_daemon NAME [TIMEOUT]: SIGTERM, wait, then SIGKILL.
-stop_daemon() {
-  local name="$1" timeout="${2:-15}" f="$E2E_STATE/pids/$1.pid" pid i
-  [[ -f $f ]] || return 0
-  pid="$(cat "$f")"
-  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < timeout * 10; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      warn "$name did not stop in ${timeout}s, killing"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
+# stop_daemons TIMEOUT NAME...: SIGTERM to all of them at once, wait up to TIMEOUT
+# seconds for all to exit, then SIGKILL the rest.
+stop_daemons() {
+  local timeout="$1" name pid i alive
+  shift
+  local -A pids=()
+  for name in "$@"; do
+    local f="$E2E_STATE/pids/$name.pid"
+    [[ -f $f ]] || continue
+    pid="$(cat "$f")"
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+      log "stopping $name (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      pids[$name]=$pid
+    else
+      rm -f "$f"
     fi
-  fi
-  rm -f "$f"
+  done
+  for ((i = 0; i < timeout * 10; i++)); do
+    alive=0
+    for name in "${!pids[@]}"; do kill -0 "${pids[$name]}" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for name in "${!pids[@]}"; do
+    if kill -0 "${pids[$name]}" 2>/dev/null; then
+      warn "$name did not stop in ${timeout}s, killing"
+      kill -KILL "${pids[$name]}" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do kill -0 "${pids[$name]}" 2>/dev/null || break; sleep 0.1; done
+    fi
+    rm -f "$E2E_STATE/pids/$name.pid"
+  done
 }
+stop_daemon() { stop_daemons "${2:-15}" "$1"; }
 
 # wait_for DESCRIPTION TIMEOUT_SECONDS CMD...: retries CMD every 0.2s.
 wait_for() {
@@ -97,5 +111,9 @@ wait_for() {
   done
 }
 
+# cmdline PID: the process's command line, arguments joined by spaces (plus a trailing space).
+cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
+# (pipefail caveat: `cmd | grep -q` fails when cmd gets SIGPIPE; these scripts capture output first.)
+kubelet_healthy() { [[ "$(busybox wget -q -T 2 -O- http://127.0.0.1:10248/healthz 2>/dev/null)" == ok ]]; }
 kctl() { "$E2E_BIN/kubectl" --kubeconfig "$E2E_KUBECONFIG" "$@"; }
 ctr_k8s() { ctr --address "$E2E_CONTAINERD_SOCK" -n k8s.io "$@"; }

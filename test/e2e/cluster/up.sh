@@ -47,11 +47,17 @@ if [[ ! -f "$S/preexisting" ]]; then
   done >"$S/preexisting.tmp" || true
   mv "$S/preexisting.tmp" "$S/preexisting"
 fi
+# nftables tables that exist before kubelet/iptables create filter/nat/mangle (down.sh drops new empty ones)
+if [[ ! -f "$S/nft-tables.before" ]]; then
+  { command -v nft >/dev/null 2>&1 && nft list tables 2>/dev/null || true; } >"$S/nft-tables.before"
+fi
 # Sysctls that kubelet (and the bridge CNI plugin) change; down.sh restores them.
 if [[ ! -f "$S/sysctl.saved" ]]; then
-  for k in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops \
-    kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward \
-    net.ipv4.conf.all.forwarding net.ipv6.conf.all.forwarding; do
+  # ip_forward first: writing it resets every interface's forwarding and all.accept_redirects.
+  for k in net.ipv4.ip_forward net.ipv4.conf.all.forwarding net.ipv4.conf.default.forwarding \
+    net.ipv4.conf.all.accept_redirects net.ipv6.conf.all.forwarding \
+    vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops \
+    kernel.keys.root_maxkeys kernel.keys.root_maxbytes; do
     v="$(sysctl -n "$k" 2>/dev/null)" && echo "$k=$v"
   done >"$S/sysctl.saved.tmp" || true
   mv "$S/sysctl.saved.tmp" "$S/sysctl.saved"
@@ -136,7 +142,7 @@ start_daemon etcd etcd --name podsecrets-e2e --data-dir "$S/etcd" \
   --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
   --initial-cluster podsecrets-e2e=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 \
   --quota-backend-bytes 2147483648 --log-level warn
-etcd_healthy() { busybox wget -q -O- http://127.0.0.1:2379/health 2>/dev/null | grep -q '"health":"true"'; }
+etcd_healthy() { [[ "$(busybox wget -q -T 2 -O- http://127.0.0.1:2379/health 2>/dev/null)" == *'"health":"true"'* ]]; }
 wait_for "etcd health" "$timeout" etcd_healthy
 
 # ---------------------------------------------------------------------------
@@ -146,6 +152,9 @@ start_daemon kube-apiserver "$E2E_BIN/kube-apiserver" \
   --bind-address=0.0.0.0 --secure-port="$E2E_APISERVER_PORT" --advertise-address="$NODE_IP" \
   --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
   --client-ca-file="$PKI/ca.crt" \
+  --requestheader-client-ca-file="$PKI/ca.crt" --requestheader-allowed-names=front-proxy-client \
+  --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+  --requestheader-extra-headers-prefix=X-Remote-Extra- \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
   --service-cluster-ip-range="$E2E_SERVICE_CIDR" \
@@ -267,7 +276,10 @@ for i in pause busybox; do
   log "importing $E2E_IMAGES/$i.tar"
   ctr_k8s images import "$E2E_IMAGES/$i.tar" >/dev/null
 done
-ctr_k8s images ls -q | grep -qx "$E2E_PAUSE_IMAGE" || die "$E2E_PAUSE_IMAGE not in containerd after import"
+images="$(ctr_k8s images ls -q)"
+for i in "$E2E_PAUSE_IMAGE" "$E2E_BUSYBOX_IMAGE"; do
+  grep -qxF "$i" <<<"$images" || die "$i not in containerd after import"
+done
 
 # ---------------------------------------------------------------------------
 # kubelet root: a shared mount, so mounts made by a CSI driver container with
