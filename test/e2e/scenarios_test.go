@@ -172,10 +172,10 @@ func TestScenarios(t *testing.T) {
 			t.Fatal(err)
 		}
 		err := wait.PollUntilContextTimeout(ctxT(t), 500*time.Millisecond, podTimeout, true, func(ctx context.Context) (bool, error) {
-			return len(podsecretsMounts(t, "")) == 0, nil
+			return len(podsecretsMounts(t, "/var/lib/kubelet/")) == 0, nil
 		})
 		if err != nil {
-			t.Fatalf("podsecrets tmpfs left on the node after all pods were deleted: %v", podsecretsMounts(t, ""))
+			t.Fatalf("podsecrets tmpfs left on the node after all pods were deleted: %v", podsecretsMounts(t, "/var/lib/kubelet/"))
 		}
 	})
 

@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Tears the e2e cluster down completely; safe to run when nothing is up.
 #  1. deletes workloads and pods while kubelet still runs (so CSI NodeUnpublishVolume happens):
-#     first pods not owned by a DaemonSet (volume consumers), then everything else
+#     first pods not owned by a DaemonSet and not labelled podsecrets.dev/e2e-delete-last
+#     (volume consumers), then everything else
 #  2. stops scheduler, controller-manager, kubelet; kills containers via ctr, then shims by PID
 #  3. stops containerd, kube-apiserver, etcd
+#     (and any other process registered in $PODSECRETS_E2E_STATE/pids/NAME.pid)
 #  4. unmounts everything under /var/lib/kubelet and the state dir (deepest first)
 #  5. removes the CNI bridge/veths, our iptables chains and kubelet's canary chains,
 #     restores the sysctls, removes the kubepods cgroups, state dir and the dirs up.sh created
 # Environment: PODSECRETS_E2E_STATE, PODSECRETS_E2E_KEEP_LOGS=DIR (copy daemon logs there first),
-#   PODSECRETS_E2E_DOWN_TIMEOUT (seconds for pod deletion, default 90).
+#   PODSECRETS_E2E_DOWN_TIMEOUT (seconds for pod deletion, default 90),
+#   PODSECRETS_E2E_DOWN_GRACE (termination grace seconds for the pods, default 2; empty = the pods' own).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need_root
+lock_cluster
 start_time=$SECONDS
 S="$E2E_STATE"
 C="$S/containerd"
 del_timeout="${PODSECRETS_E2E_DOWN_TIMEOUT:-90}"
+# termination grace for pods deleted here ("" = each pod's own terminationGracePeriodSeconds)
+grace=()
+[[ -n "${PODSECRETS_E2E_DOWN_GRACE-2}" ]] && grace=(--grace-period="${PODSECRETS_E2E_DOWN_GRACE-2}")
 
 # ---------------------------------------------------------------------------
 # 1. pods, while the API server and kubelet still run
@@ -27,9 +34,14 @@ if [[ -x "$E2E_BIN/kubectl" && -f "$E2E_KUBECONFIG" ]] && pid_alive kube-apiserv
     kctl delete deployments,replicasets,statefulsets,jobs,cronjobs,replicationcontrollers --all -A \
       --wait=false >/dev/null 2>&1 || true
     consumers="$(kctl get pods -A -o go-template='{{range .items}}{{$ds := false}}{{range .metadata.ownerReferences}}{{if eq .kind "DaemonSet"}}{{$ds = true}}{{end}}{{end}}{{if not $ds}}{{.metadata.namespace}}/{{.metadata.name}}{{"\n"}}{{end}}{{end}}' 2>/dev/null || true)"
+    # pods labelled podsecrets.dev/e2e-delete-last (e.g. a CSI driver run as a bare pod) go last
+    last="$(kctl get pods -A -l podsecrets.dev/e2e-delete-last -o go-template='{{range .items}}{{.metadata.namespace}}/{{.metadata.name}}{{"\n"}}{{end}}' 2>/dev/null || true)"
+    if [[ -n $last && -n $consumers ]]; then
+      consumers="$(grep -vxF -f <(printf '%s\n' "$last") <<<"$consumers" || true)"
+    fi
     if [[ -n $consumers ]]; then
       while IFS=/ read -r ns name; do
-        kctl -n "$ns" delete pod "$name" --wait=false >/dev/null 2>&1 || true
+        kctl -n "$ns" delete pod "$name" "${grace[@]}" --wait=false >/dev/null 2>&1 || true
       done <<<"$consumers"
       # one deadline for all of them
       deadline=$((SECONDS + del_timeout))
@@ -41,7 +53,7 @@ if [[ -x "$E2E_BIN/kubectl" && -f "$E2E_KUBECONFIG" ]] && pid_alive kube-apiserv
       done <<<"$consumers"
     fi
     kctl delete daemonsets --all -A --wait=false >/dev/null 2>&1 || true
-    kctl delete pods --all -A --timeout="${del_timeout}s" >/dev/null 2>&1 || warn "some pods did not go away"
+    kctl delete pods --all -A "${grace[@]}" --timeout="${del_timeout}s" >/dev/null 2>&1 || warn "some pods did not go away"
   else
     log "kubelet is not healthy: pods are not deleted through the API (containers are killed below)"
   fi
@@ -96,6 +108,11 @@ fi
 # 3. control plane
 stop_daemon kube-apiserver 20
 stop_daemon etcd 20
+# any other process a test registered in $S/pids/NAME.pid (e.g. a fake AWS endpoint)
+for f in "$S"/pids/*.pid; do
+  [[ -f $f ]] || continue
+  stop_daemon "$(basename "$f" .pid)" 10
+done
 
 # any process still running from our binaries (a daemon whose pid file was lost)
 for exe in "$E2E_BIN/kubelet" "$E2E_BIN/kube-apiserver" "$E2E_BIN/kube-controller-manager" "$E2E_BIN/kube-scheduler"; do

@@ -28,6 +28,12 @@ E2E_CHAIN=PODSECRETS-E2E
 log() { printf '==> %s\n' "$*" >&2; }
 warn() { printf '==> WARNING: %s\n' "$*" >&2; }
 die() { printf '==> ERROR: %s\n' "$*" >&2; exit 1; }
+# lock_cluster: serialises up.sh and down.sh runs on this machine (waits up to 10 min).
+lock_cluster() {
+  mkdir -p "$E2E_CACHE"
+  exec 9>"$E2E_CACHE/.cluster.lock"
+  flock -w 600 9 || die "another up.sh/down.sh holds $E2E_CACHE/.cluster.lock"
+}
 need_root() { [[ $(id -u) == 0 ]] || die "must run as root"; }
 
 # node_ip prints eth0's IPv4 address (or the first global IPv4 address, or PODSECRETS_E2E_NODE_IP).
@@ -36,7 +42,7 @@ node_ip() {
   local ip
   ip="$(ip -4 -o addr show dev eth0 scope global 2>/dev/null | awk '!f {split($4, a, "/"); print a[1]; f = 1}')"
   if [[ -z "$ip" ]]; then
-    ip="$(ip -4 -o addr show scope global 2>/dev/null | awk '$2 != "'"$E2E_BRIDGE"'" !f {split($4, a, "/"); print a[1]; f = 1}')"
+    ip="$(ip -4 -o addr show scope global 2>/dev/null | awk '$2 != "'"$E2E_BRIDGE"'" && !f {split($4, a, "/"); print a[1]; f = 1}')"
   fi
   [[ -n "$ip" ]] || die "no non-loopback IPv4 address found (set PODSECRETS_E2E_NODE_IP)"
   echo "$ip"
@@ -60,7 +66,8 @@ start_daemon() {
   fi
   mkdir -p "$E2E_STATE/logs" "$E2E_STATE/pids"
   log "starting $name"
-  setsid "$@" </dev/null >>"$E2E_STATE/logs/$name.log" 2>&1 &
+  # fd 9 is the cluster lock: daemons must not inherit it
+  setsid "$@" </dev/null >>"$E2E_STATE/logs/$name.log" 2>&1 9>&- &
   echo $! >"$E2E_STATE/pids/$name.pid"
 }
 
@@ -114,6 +121,7 @@ wait_for() {
 # cmdline PID: the process's command line, arguments joined by spaces (plus a trailing space).
 cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
 # (pipefail caveat: `cmd | grep -q` fails when cmd gets SIGPIPE; these scripts capture output first.)
-kubelet_healthy() { [[ "$(busybox wget -q -T 2 -O- http://127.0.0.1:10248/healthz 2>/dev/null)" == ok ]]; }
+# (busybox-static 1.35 wget segfaults with -T: use timeout(1) instead)
+kubelet_healthy() { [[ "$(timeout 3 busybox wget -q -O- http://127.0.0.1:10248/healthz 2>/dev/null)" == ok ]]; }
 kctl() { "$E2E_BIN/kubectl" --kubeconfig "$E2E_KUBECONFIG" "$@"; }
 ctr_k8s() { ctr --address "$E2E_CONTAINERD_SOCK" -n k8s.io "$@"; }

@@ -16,6 +16,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need_root
+lock_cluster
 start_time=$SECONDS
 timeout="${PODSECRETS_E2E_TIMEOUT:-120}"
 NODE_IP="$(node_ip)"
@@ -142,7 +143,7 @@ start_daemon etcd etcd --name podsecrets-e2e --data-dir "$S/etcd" \
   --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
   --initial-cluster podsecrets-e2e=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 \
   --quota-backend-bytes 2147483648 --log-level warn
-etcd_healthy() { [[ "$(busybox wget -q -T 2 -O- http://127.0.0.1:2379/health 2>/dev/null)" == *'"health":"true"'* ]]; }
+etcd_healthy() { [[ "$(timeout 3 busybox wget -q -O- http://127.0.0.1:2379/health 2>/dev/null)" == *'"health":"true"'* ]]; }
 wait_for "etcd health" "$timeout" etcd_healthy
 
 # ---------------------------------------------------------------------------
