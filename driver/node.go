@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"time"
 
@@ -52,10 +51,10 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		if providerName != "none" {
 			d.opts.Metrics.errors.WithLabelValues(providerName, code.String()).Inc()
 		}
-		log.Warn("publish failed", "provider", providerName, "code", code.String(), "error", err.Error(), "duration", took)
+		log.Warn("publish failed", "provider", providerName, "code", code.String(), "error", err.Error(), "duration_ms", ms(took))
 		return nil, toStatus(err)
 	}
-	log.Info("volume published", "provider", providerName, "objects", versionsAttr(versions), "duration", took)
+	log.Info("volume published", "provider", providerName, "objects", versionsAttr(versions), "duration_ms", ms(took))
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
@@ -164,12 +163,15 @@ func (d *Driver) unpublish(req *csi.NodeUnpublishVolumeRequest) error {
 	return nil
 }
 
-// versionsAttr renders object versions for the audit log: which object and
-// which version, never a value.
-func versionsAttr(vs []provider.ObjectVersion) slog.Value {
-	attrs := make([]slog.Attr, len(vs))
+// versionsAttr renders object versions for the audit log as "id@version":
+// which object and which version, never a value.
+func versionsAttr(vs []provider.ObjectVersion) []string {
+	out := make([]string, len(vs))
 	for i, v := range vs {
-		attrs[i] = slog.String(v.ID, v.Version)
+		out[i] = v.ID + "@" + v.Version
 	}
-	return slog.GroupValue(attrs...)
+	return out
 }
+
+// ms renders a duration for logs in milliseconds, the unit people read.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -176,7 +176,9 @@ func podSpec(name string, o podOpts) *corev1.Pod {
 		sa = "reader"
 	}
 	vol := corev1.Volume{Name: "secrets", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
-		Driver: "csi.podsecrets.dev", ReadOnly: ptr(true),
+		// Neither csi.readOnly nor the mount asks for read-only: the driver
+		// makes the volume read-only regardless.
+		Driver:           "csi.podsecrets.dev",
 		VolumeAttributes: map[string]string{"secretProviderClass": o.class},
 	}}}
 	if o.emptyDir {
