@@ -64,6 +64,9 @@ func TestPublishWritesFiles(t *testing.T) {
 	if info.Mode().Perm() != 0o640 {
 		t.Fatalf("password mode %v, want 0640", info.Mode().Perm())
 	}
+	if logs := h.logs.String(); !strings.Contains(logs, `"objects":["password@1","tls/cert.pem@1"]`) || !strings.Contains(logs, `"service_account":"app"`) {
+		t.Fatalf("audit record lacks who fetched which object and version:\n%s", logs)
+	}
 	reqs := h.provider.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("provider called %d times, want 1", len(reqs))
