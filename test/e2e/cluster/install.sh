@@ -21,6 +21,7 @@ pkgs=(
   kmod:/sbin/modprobe
   conntrack:/usr/sbin/conntrack
   nftables:/usr/sbin/nft
+  curl:/usr/bin/curl
 )
 
 missing=()
