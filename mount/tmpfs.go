@@ -31,9 +31,11 @@ type TmpfsOptions struct {
 type Mounter interface {
 	// MountTmpfs mounts a new tmpfs on the existing directory target.
 	MountTmpfs(target string, opts TmpfsOptions) error
-	// SetReadOnly flips the read-only flag of the mount at target only. Bind
-	// mounts made from it earlier (a container's view) keep their own flag,
-	// so the driver can write while pods keep a read-only view.
+	// SetReadOnly flips the read-only flag of the file system mounted at
+	// target. It is the file system's flag, not the mount's: container
+	// runtimes remount their bind of a volume read-write unless the pod asks
+	// otherwise, and only a read-only file system stays read-only through
+	// every bind.
 	SetReadOnly(target string, readOnly bool) error
 	// Unmount unmounts target; a target that is not a mount point is not an
 	// error.
@@ -65,9 +67,10 @@ func (System) MountTmpfs(target string, opts TmpfsOptions) error {
 	return nil
 }
 
-// SetReadOnly implements Mounter.
+// SetReadOnly implements Mounter. A remount without MS_BIND changes the
+// superblock; empty data keeps the tmpfs size and mode.
 func (System) SetReadOnly(target string, readOnly bool) error {
-	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | pinnedFlags)
+	flags := uintptr(unix.MS_REMOUNT | pinnedFlags)
 	if readOnly {
 		flags |= unix.MS_RDONLY
 	}
