@@ -1,0 +1,542 @@
+// Command bench is the program behind `make bench`: it builds the real
+// podsecrets binary, runs `podsecrets driver` as its own process against an
+// AWS-compatible fake store and a minimal fake Kubernetes API server (both
+// served by this process on 127.0.0.1), calls it over its CSI socket the
+// way kubelet does, with real tmpfs mounts, and reports publish latency,
+// store calls, a 110-pod burst, republish cost and the driver's memory.
+//
+// Usage (as root, from the repository):
+//
+//	go run ./test/bench [-out docs/benchmarks.md] [-quick] [-realnode FILE]
+//
+// BENCH_PPROF_DIR=dir additionally builds the driver with net/http/pprof
+// (through a build overlay; the sources are not changed) and saves CPU
+// profiles of publish and republish loops and a heap profile with 110
+// volumes mounted into dir.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
+
+	"github.com/podsecrets/podsecrets/test/awsfake/store"
+)
+
+func main() {
+	out := flag.String("out", "", "also write the report as Markdown to this file (make bench: docs/benchmarks.md)")
+	quick := flag.Bool("quick", false, "fewer samples: a smoke run in well under a minute")
+	realnode := flag.String("realnode", "", "JSON file of the e2e suite's real-node pod start-up times to include")
+	onDisk := flag.Bool("kubelet-root-disk", false, "keep the kubelet root on $TMPDIR's file system instead of a tmpfs of its own")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "bench: unexpected arguments", flag.Args())
+		os.Exit(2)
+	}
+	// A closed stdout or stderr (| head) must not kill the run before its
+	// clean-up: writes then fail instead.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	err := run(ctx, options{out: *out, quick: *quick, realnode: *realnode, onDisk: *onDisk, pprofDir: os.Getenv("BENCH_PPROF_DIR")})
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	out, realnode, pprofDir string
+	quick, onDisk           bool
+}
+
+// Results is everything one run measured.
+type Results struct {
+	Started, Finished time.Time        // the whole run
+	Quick             bool             // -quick
+	Profiled          bool             // the driver had pprof compiled in
+	Samples           int              // per latency case
+	Machine           Machine          // where it ran
+	IdleMem           MemStatus        // 1 s after the driver started
+	IdleGoroutines    int              // idem
+	GoroutinesBefore  int              // before the bursts
+	Cases             []*CaseResult    // rows 1 and 2
+	Republish         *RepublishResult // row 4
+	Bursts            []*BurstResult   // rows 3 and 5
+	RealNode          *RealNode        // row 6, from -realnode
+	// KubeletRootFS says where the kubelet root was; FS* are the medians of
+	// making and removing a target directory on the disk and on tmpfs.
+	KubeletRootFS          string
+	DiskMkdir, DiskRmdir   time.Duration // on $TMPDIR's file system
+	TmpfsMkdir, TmpfsRmdir time.Duration // on the kubelet root's tmpfs, if any
+	Profiles               []string      // files written for BENCH_PPROF_DIR
+	Background             Background    // how busy the machine was
+}
+
+// Background is how busy the machine was while the benchmark measured,
+// in average cores used (of Machine.CPUs).
+type Background struct {
+	// OtherCores were used by processes other than the benchmark and the
+	// driver; StealCores were taken by the hypervisor.
+	OtherCores, StealCores float64
+	// BenchCores were used by the benchmark process, DriverCores by the
+	// driver and the processes it ran.
+	BenchCores, DriverCores float64
+	// LoadStart and LoadEnd are /proc/loadavg's 1-minute load.
+	LoadStart, LoadEnd string
+}
+
+// loadAvg returns the 1-minute load average.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
+
+func run(ctx context.Context, o options) (err error) {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: the driver mounts tmpfs volumes")
+	}
+	res := &Results{Started: time.Now(), Quick: o.quick, Profiled: o.pprofDir != "", Machine: machine()}
+	samples, warmup, republishN := 50, 3, 2000
+	if o.quick {
+		samples, warmup, republishN = 12, 2, 300
+	}
+	res.Samples = samples
+
+	// Fail early on what would otherwise fail only at the end.
+	if o.out != "" {
+		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
+			return fmt.Errorf("-out: %w", err)
+		}
+	}
+	// Read the real-node file first: a typo should not cost a whole run.
+	if o.realnode != "" {
+		rn, err := readRealNode(o.realnode)
+		if err != nil {
+			return err
+		}
+		res.RealNode = rn
+	}
+
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "podsecrets-bench-")
+	if err != nil {
+		return err
+	}
+	e := &Env{kubeletRoot: filepath.Join(tmp, "kubelet"), published: map[string]*csi.NodePublishVolumeRequest{}}
+	// Clean-up runs whatever happened: unpublish, stop the driver, unmount
+	// anything left below tmp, remove tmp.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if e.drv != nil {
+			if e.drv.Alive() {
+				if uerr := e.unpublishAll(cctx); uerr != nil && err == nil {
+					err = fmt.Errorf("clean-up: %w", uerr)
+				}
+			}
+			e.drv.Stop()
+		}
+		// Volumes the driver left behind, then the kubelet root's own tmpfs.
+		if n, uerr := unmountBelow(e.kubeletRoot); uerr != nil && err == nil {
+			err = fmt.Errorf("clean-up: %w", uerr)
+		} else if n > 0 {
+			fmt.Fprintf(os.Stderr, "bench: clean-up unmounted %d leftover volumes\n", n)
+		}
+		if _, uerr := unmountBelow(tmp); uerr != nil && err == nil {
+			err = fmt.Errorf("clean-up: %w", uerr)
+		}
+		if rerr := os.RemoveAll(tmp); rerr != nil && err == nil {
+			err = fmt.Errorf("clean-up: %w", rerr)
+		}
+	}()
+
+	// The kubelet root: a tmpfs of its own unless -kubelet-root-disk. On a
+	// journal-less ext4 (such as the scratch disks of some VMs) creating a
+	// directory after many were deleted costs up to milliseconds of kernel
+	// CPU (ext4 skips recently deleted inodes), which is the machine's
+	// cost, not the driver's; kubelet roots on real nodes are journaled.
+	// Both are measured and reported.
+	if res.DiskMkdir, res.DiskRmdir, err = fsCalibration(filepath.Join(tmp, "calibration"), 200); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(e.kubeletRoot, 0o750); err != nil {
+		return err
+	}
+	res.KubeletRootFS = res.Machine.TmpFS
+	if !o.onDisk {
+		if err := unix.Mount("bench-kubelet-root", e.kubeletRoot, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0750,size=256m"); err != nil {
+			return fmt.Errorf("mount a tmpfs for the kubelet root: %w", err)
+		}
+		res.KubeletRootFS = "tmpfs"
+		if res.TmpfsMkdir, res.TmpfsRmdir, err = fsCalibration(filepath.Join(e.kubeletRoot, "calibration"), 200); err != nil {
+			return err
+		}
+	}
+
+	step := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(res.Started).Seconds(), fmt.Sprintf(format, args...))
+	}
+	step("building the driver")
+	bin, err := buildDriver(ctx, root, tmp, o.pprofDir != "")
+	if err != nil {
+		return err
+	}
+
+	// The fake store: a role every service account of the bench namespace
+	// may assume, allowed everything; the secrets and parameters.
+	e.iss, err = store.NewIssuer("https://oidc.bench.podsecrets.test")
+	if err != nil {
+		return err
+	}
+	e.st = store.New(store.Options{})
+	if err := e.st.TrustJWKS(e.iss.JWKS()); err != nil {
+		return err
+	}
+	e.st.AddRole(store.Role{ARN: roleARN, Subjects: []string{"system:serviceaccount:" + benchNS + ":*"}, Allow: []string{"*"}})
+	for i := range maxObjects {
+		e.st.CreateSecret(region, smName(i), store.Value{String: smValue(i)})
+		e.st.PutParameter(region, paramName(i), paramValue(i), "String")
+	}
+	e.storeRec = NewRecorder(e.st.Handler(), nil)
+	storeSrv := httptest.NewServer(e.storeRec)
+	defer storeSrv.Close()
+
+	e.api = &KubeAPI{RoleARN: roleARN, SANamespace: benchNS}
+	for _, v := range volumes {
+		e.api.SetClass(benchNS, v.Name, map[string]string{"objects": v.objectsYAML()})
+	}
+	e.apiRec = NewRecorder(e.api, apiKind)
+	apiSrv := httptest.NewServer(e.apiRec)
+	defer apiSrv.Close()
+	kubeconfig := filepath.Join(tmp, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(kubeconfigTemplate, apiSrv.URL)), 0o600); err != nil {
+		return err
+	}
+	e.warmToken = e.token(warmSA)
+
+	var pprofAddr string
+	if o.pprofDir != "" {
+		if err := os.MkdirAll(o.pprofDir, 0o755); err != nil {
+			return err
+		}
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	// The driver's $TMPDIR: k8s.io/mount-utils makes and removes a
+	// temporary directory there on every IsMountPoint call, so it goes
+	// with the kubelet root (see above).
+	driverTmp := ""
+	if !o.onDisk {
+		driverTmp = filepath.Join(e.kubeletRoot, "driver-tmp")
+		if err := os.Mkdir(driverTmp, 0o700); err != nil {
+			return err
+		}
+	}
+	step("starting the driver")
+	e.drv, err = startDriver(ctx, DriverConfig{
+		Bin: bin, Socket: filepath.Join(tmp, "csi.sock"), KubeletRoot: e.kubeletRoot,
+		Kubeconfig: kubeconfig, StoreURL: storeSrv.URL, Dir: tmp, PprofAddr: pprofAddr, TmpDir: driverTmp,
+	})
+	if err != nil {
+		return err
+	}
+	// Idle: started, ready, nothing published yet.
+	time.Sleep(time.Second)
+	if res.IdleMem, err = e.drv.memory(); err != nil {
+		return err
+	}
+	if res.IdleGoroutines, err = e.drv.Goroutines(); err != nil {
+		return err
+	}
+
+	// What else runs on the machine while we measure.
+	load0 := loadAvg()
+	sys0, steal0, err := systemCPU()
+	if err != nil {
+		return err
+	}
+	self0, err := procCPU(os.Getpid())
+	if err != nil {
+		return err
+	}
+	drv0, err := procCPU(e.drv.Pid())
+	if err != nil {
+		return err
+	}
+	measureStart := time.Now()
+
+	// Rows 1 and 2: sequential publishes.
+	for _, lat := range []time.Duration{0, 20 * time.Millisecond} {
+		for _, v := range volumes {
+			for _, cold := range []bool{false, true} {
+				c, err := e.runCase(ctx, v, lat, cold, samples, warmup)
+				if err != nil {
+					return e.withLog(err)
+				}
+				step("%-6s %2dms %-4s p50 %7s  p99 %7s  overhead p50 %7s p99 %7s", v.Name, lat.Milliseconds(), coldWord(cold),
+					ms(Percentile(c.Total, .5)), ms(Percentile(c.Total, .99)), ms(Percentile(c.Overhead, .5)), ms(Percentile(c.Overhead, .99)))
+				res.Cases = append(res.Cases, c)
+			}
+		}
+	}
+
+	// Row 4: republish.
+	if res.Republish, err = e.runRepublish(ctx, volumeByName("sm-10"), republishN); err != nil {
+		return e.withLog(err)
+	}
+	step("republish x%d: %d store calls, CPU %s (+%s in child processes)", republishN, res.Republish.Calls, res.Republish.CPU.Self, res.Republish.CPU.Children)
+
+	// Rows 3 and 5: bursts with every pod of a full node mounted at once.
+	if res.GoroutinesBefore, err = e.drv.Goroutines(); err != nil {
+		return err
+	}
+	for i, shared := range []bool{true, false, false} {
+		prefix := ""
+		if o.pprofDir != "" {
+			prefix = filepath.Join(o.pprofDir, fmt.Sprintf("burst%d-", i+1))
+			res.Profiles = append(res.Profiles, prefix+"heap-mounted.pprof", prefix+"goroutines-after.txt")
+		}
+		b, err := e.runBurst(ctx, volumeByName("sm-10"), shared, prefix)
+		if err != nil {
+			return e.withLog(err)
+		}
+		step("burst %d pods (%s): wall %s, p99 %s, %d errors, RSS %s", podsPerNode, saWord(shared), ms(b.Wall), ms(Percentile(b.Samples, .99)), b.Errors, MiB(b.Mem.RSS))
+		res.Bursts = append(res.Bursts, b)
+	}
+
+	if o.pprofDir != "" {
+		d := 10 * time.Second
+		if o.quick {
+			d = 5 * time.Second
+		}
+		for _, rp := range []bool{false, true} {
+			name := "cpu-publish-sm10-warm-0ms.pprof"
+			if rp {
+				name = "cpu-republish-sm10.pprof"
+			}
+			file := filepath.Join(o.pprofDir, name)
+			n, err := e.profileLoop(ctx, volumeByName("sm-10"), rp, d, file)
+			if err != nil {
+				return e.withLog(err)
+			}
+			step("profiled %d %s into %s", n, map[bool]string{false: "publishes", true: "republishes"}[rp], file)
+			res.Profiles = append(res.Profiles, file)
+		}
+	}
+	if !e.drv.Alive() {
+		return e.withLog(errors.New("the driver exited during the run"))
+	}
+	res.Finished = time.Now()
+	sys1, steal1, err := systemCPU()
+	if err != nil {
+		return err
+	}
+	self1, err := procCPU(os.Getpid())
+	if err != nil {
+		return err
+	}
+	drv1, err := procCPU(e.drv.Pid())
+	if err != nil {
+		return err
+	}
+	wall := res.Finished.Sub(measureStart).Seconds()
+	others := (sys1 - sys0) - (self1.Self - self0.Self) - (drv1.Self - drv0.Self) - (drv1.Children - drv0.Children)
+	res.Background = Background{
+		OtherCores:  max(others.Seconds(), 0) / wall,
+		StealCores:  (steal1 - steal0).Seconds() / wall,
+		BenchCores:  (self1.Self - self0.Self).Seconds() / wall,
+		DriverCores: (drv1.Self - drv0.Self + drv1.Children - drv0.Children).Seconds() / wall,
+		LoadStart:   load0, LoadEnd: loadAvg(),
+	}
+
+	rep := buildReport(res)
+	fmt.Println(rep.Text())
+	if o.out != "" {
+		// Write beside and rename: an interrupted write keeps the old report.
+		tmpOut := o.out + ".tmp"
+		if err := os.WriteFile(tmpOut, []byte(rep.Markdown()), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmpOut, o.out); err != nil {
+			return err
+		}
+		step("wrote %s", o.out)
+	}
+	for _, b := range res.Bursts {
+		if b.Errors > 0 {
+			return fmt.Errorf("%d of %d burst publishes failed (%s); first: %s", b.Errors, podsPerNode, saWord(b.SharedSA), b.FirstError)
+		}
+	}
+	return nil
+}
+
+const kubeconfigTemplate = `apiVersion: v1
+kind: Config
+clusters:
+- name: bench
+  cluster:
+    server: %s
+contexts:
+- name: bench
+  context:
+    cluster: bench
+    user: bench
+current-context: bench
+users:
+- name: bench
+  user: {}
+`
+
+// withLog appends the end of the driver's log to err.
+func (e *Env) withLog(err error) error {
+	if e.drv == nil {
+		return err
+	}
+	if tail := strings.TrimSpace(e.drv.LogTail()); tail != "" {
+		return fmt.Errorf("%w\ndriver log (end):\n%s", err, tail)
+	}
+	return err
+}
+
+func volumeByName(name string) volumeSpec {
+	for _, v := range volumes {
+		if v.Name == name {
+			return v
+		}
+	}
+	panic("no volume " + name)
+}
+
+// unmountBelow unmounts every mount point below dir, deepest first, and
+// returns how many there were.
+func unmountBelow(dir string) (int, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return 0, err
+	}
+	prefix := strings.TrimSuffix(dir, "/") + "/"
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		p := unescapeMountinfo(f[4])
+		if strings.HasPrefix(p, prefix) {
+			points = append(points, p)
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var first error
+	for _, p := range points {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && first == nil {
+			first = fmt.Errorf("unmount %s: %w", p, err)
+		}
+	}
+	return len(points), first
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 etc.) of mountinfo paths.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range []byte(s[i+1 : i+4]) {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + c - '0'
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// RealNode is the e2e suite's measurement of pod start-up on a real node.
+type RealNode struct {
+	EmptyDirMs        []float64 `json:"emptyDirMs"`        // pod creation to Running, emptyDir volume
+	PodsecretsMs      []float64 `json:"podsecretsMs"`      // the same pod with a podsecrets volume
+	KubernetesVersion string    `json:"kubernetesVersion"` // of the cluster
+}
+
+func readRealNode(path string) (*RealNode, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("-realnode: %w", err)
+	}
+	var rn RealNode
+	if err := json.Unmarshal(b, &rn); err != nil {
+		return nil, fmt.Errorf("-realnode %s: %w", path, err)
+	}
+	if len(rn.EmptyDirMs) == 0 || len(rn.PodsecretsMs) == 0 {
+		return nil, fmt.Errorf("-realnode %s: emptyDirMs and podsecretsMs must both have samples", path)
+	}
+	return &rn, nil
+}
+
+// fsCalibration times n mkdir and rmdir of a target-like directory under dir
+// and returns the medians. Pod directories come and go as in the
+// benchmark.
+func fsCalibration(dir string, n int) (mkdir, rmdir time.Duration, err error) {
+	var mk, rm []time.Duration
+	for i := range n {
+		pod := filepath.Join(dir, "pods", fmt.Sprint(i))
+		parent := filepath.Join(pod, "volumes/kubernetes.io~csi/secrets")
+		if err := os.MkdirAll(parent, 0o750); err != nil {
+			return 0, 0, err
+		}
+		target := filepath.Join(parent, "mount")
+		t := time.Now()
+		if err := os.Mkdir(target, 0o750); err != nil {
+			return 0, 0, err
+		}
+		mk = append(mk, time.Since(t))
+		t = time.Now()
+		if err := os.Remove(target); err != nil {
+			return 0, 0, err
+		}
+		rm = append(rm, time.Since(t))
+		if err := os.RemoveAll(pod); err != nil {
+			return 0, 0, err
+		}
+	}
+	return Percentile(mk, .5), Percentile(rm, .5), os.RemoveAll(dir)
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Recorder wraps an http.Handler and records the interval each request spent
+// in it, so the harness can tell how long the driver waited on that server
+// during a publish. It also counts requests by a caller-chosen key.
+type Recorder struct {
+	next http.Handler
+	key  func(*http.Request) string
+
+	mu     sync.Mutex
+	ivs    []Interval
+	counts map[string]int
+}
+
+// NewRecorder wraps next; key names a request for the counters (nil counts
+// every request under "").
+func NewRecorder(next http.Handler, key func(*http.Request) string) *Recorder {
+	if key == nil {
+		key = func(*http.Request) string { return "" }
+	}
+	return &Recorder{next: next, key: key, counts: map[string]int{}}
+}
+
+// ServeHTTP implements http.Handler. The interval ends when the wrapped
+// handler returns, before net/http flushes the last bytes of the response,
+// so it is recorded before the client can observe the response.
+func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	r.next.ServeHTTP(w, req)
+	end := time.Now()
+	k := r.key(req)
+	r.mu.Lock()
+	r.ivs = append(r.ivs, Interval{start, end})
+	r.counts[k]++
+	r.mu.Unlock()
+}
+
+// Busy returns the union of the recorded request intervals within
+// [from, to).
+func (r *Recorder) Busy(from, to time.Time) time.Duration {
+	r.mu.Lock()
+	ivs := make([]Interval, 0, 64)
+	for _, iv := range r.ivs {
+		if iv.End.After(from) && iv.Start.Before(to) {
+			ivs = append(ivs, iv)
+		}
+	}
+	r.mu.Unlock()
+	return UnionWithin(ivs, from, to)
+}
+
+// Reset forgets the recorded intervals and zeroes the counters.
+func (r *Recorder) Reset() {
+	r.mu.Lock()
+	r.ivs = r.ivs[:0]
+	clear(r.counts)
+	r.mu.Unlock()
+}
+
+// Counts returns a snapshot of the request counters.
+func (r *Recorder) Counts() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.counts))
+	for k, v := range r.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Total returns the number of requests counted since the last Reset.
+func (r *Recorder) Total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, v := range r.counts {
+		n += v
+	}
+	return n
+}
+
+// Kube API request kinds, the keys of the fake API server's counters.
+const (
+	apiClass          = "get secretproviderclass"
+	apiServiceAccount = "get serviceaccount"
+	apiNode           = "get node"
+	apiOther          = "other (404)"
+)
+
+// KubeAPI is a minimal Kubernetes API server answering only the GETs the
+// driver makes: SecretProviderClasses, ServiceAccounts and Nodes. It serves
+// plain JSON without authentication.
+type KubeAPI struct {
+	// RoleARN is the eks.amazonaws.com/role-arn annotation of every
+	// ServiceAccount of namespace SANamespace: any name exists there, so
+	// each cold-cache mount can use a service account never seen before.
+	RoleARN     string
+	SANamespace string // see RoleARN
+
+	mu      sync.RWMutex
+	classes map[string][]byte // "ns/name" -> JSON
+}
+
+// SetClass stores a SecretProviderClass of provider aws with parameters.
+func (k *KubeAPI) SetClass(namespace, name string, parameters map[string]string) {
+	b, err := json.Marshal(map[string]any{
+		"apiVersion": "podsecrets.dev/v1",
+		"kind":       "SecretProviderClass",
+		"metadata":   map[string]any{"name": name, "namespace": namespace, "uid": "class-" + name, "resourceVersion": "1"},
+		"spec":       map[string]any{"provider": "aws", "parameters": parameters},
+	})
+	if err != nil {
+		panic(err)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.classes == nil {
+		k.classes = map[string][]byte{}
+	}
+	k.classes[namespace+"/"+name] = b
+}
+
+// apiKind classifies a request for the counters.
+func apiKind(r *http.Request) string {
+	p := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	switch {
+	case r.Method != http.MethodGet:
+	case len(p) == 7 && p[0] == "apis" && p[1] == "podsecrets.dev" && p[2] == "v1" && p[3] == "namespaces" && p[5] == "secretproviderclasses":
+		return apiClass
+	case len(p) == 6 && p[0] == "api" && p[1] == "v1" && p[2] == "namespaces" && p[4] == "serviceaccounts":
+		return apiServiceAccount
+	case len(p) == 4 && p[0] == "api" && p[1] == "v1" && p[2] == "nodes":
+		return apiNode
+	}
+	return apiOther
+}
+
+// ServeHTTP implements http.Handler.
+func (k *KubeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	switch apiKind(r) {
+	case apiClass:
+		k.mu.RLock()
+		b, ok := k.classes[p[4]+"/"+p[6]]
+		k.mu.RUnlock()
+		if !ok {
+			notFound(w, "secretproviderclasses.podsecrets.dev", p[6])
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	case apiServiceAccount:
+		if p[3] != k.SANamespace {
+			notFound(w, "serviceaccounts", p[5])
+			return
+		}
+		writeObject(w, map[string]any{
+			"apiVersion": "v1",
+			"kind":       "ServiceAccount",
+			"metadata": map[string]any{
+				"name": p[5], "namespace": p[3], "uid": "sa-" + p[5], "resourceVersion": "1",
+				"annotations": map[string]string{"eks.amazonaws.com/role-arn": k.RoleARN},
+			},
+		})
+	case apiNode:
+		writeObject(w, map[string]any{
+			"apiVersion": "v1",
+			"kind":       "Node",
+			"metadata": map[string]any{
+				"name": p[3], "uid": "node-" + p[3], "resourceVersion": "1",
+				"labels": map[string]string{"topology.kubernetes.io/region": "us-east-1"},
+			},
+		})
+	default:
+		notFound(w, "", r.URL.Path)
+	}
+}
+
+func writeObject(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// notFound answers 404 with a metav1.Status, as the API server does.
+func notFound(w http.ResponseWriter, kind, name string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotFound)
+	json.NewEncoder(w).Encode(map[string]any{
+		"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{},
+		"status": "Failure", "reason": "NotFound", "code": 404,
+		"message": fmt.Sprintf("%s %q not found", kind, name),
+		"details": map[string]any{"name": name, "kind": kind},
+	})
+}
