@@ -6,7 +6,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/podsecrets/podsecrets/provider"
 )
@@ -15,15 +16,23 @@ import (
 // region.
 const RegionLabel = "topology.kubernetes.io/region"
 
+// The driver reads core objects through the dynamic client too: the typed
+// clientset links every API group's types into the binary, doubling its size
+// and the resident memory of every node's driver.
+var (
+	serviceAccountsGVR = schema.GroupVersionResource{Version: "v1", Resource: "serviceaccounts"}
+	nodesGVR           = schema.GroupVersionResource{Version: "v1", Resource: "nodes"}
+)
+
 // KubeServiceAccounts reads ServiceAccount annotations (the IRSA role ARN)
 // with one GET each; providers receive it through their own small interface.
 type KubeServiceAccounts struct {
-	Client kubernetes.Interface
+	Client dynamic.Interface
 }
 
 // ServiceAccountAnnotations returns the annotations of namespace/name.
 func (k KubeServiceAccounts) ServiceAccountAnnotations(ctx context.Context, namespace, name string) (map[string]string, error) {
-	sa, err := k.Client.CoreV1().ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
+	sa, err := k.Client.Resource(serviceAccountsGVR).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, fmt.Errorf("ServiceAccount %s/%s: %w", namespace, name, provider.ErrNotFound)
@@ -33,14 +42,14 @@ func (k KubeServiceAccounts) ServiceAccountAnnotations(ctx context.Context, name
 	case err != nil:
 		return nil, fmt.Errorf("get ServiceAccount %s/%s: %w: %w", namespace, name, provider.ErrUnavailable, err)
 	}
-	return sa.Annotations, nil
+	return sa.GetAnnotations(), nil
 }
 
 // NodeRegion returns the region label of node, or "" if it has none.
-func NodeRegion(ctx context.Context, client kubernetes.Interface, node string) (string, error) {
-	n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+func NodeRegion(ctx context.Context, client dynamic.Interface, node string) (string, error) {
+	n, err := client.Resource(nodesGVR).Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
 		return "", fmt.Errorf("get Node %s: %w", node, err)
 	}
-	return n.Labels[RegionLabel], nil
+	return n.GetLabels()[RegionLabel], nil
 }

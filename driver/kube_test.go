@@ -5,22 +5,33 @@ import (
 	"errors"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes/fake"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/podsecrets/podsecrets/provider"
 )
 
+func object(apiVersion, kind, namespace, name string, meta map[string]any) *unstructured.Unstructured {
+	md := map[string]any{"name": name}
+	if namespace != "" {
+		md["namespace"] = namespace
+	}
+	for k, v := range meta {
+		md[k] = v
+	}
+	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind, "metadata": md}}
+}
+
 func TestKubeServiceAccounts(t *testing.T) {
-	client := fake.NewClientset(
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app",
-			Annotations: map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/app"}}},
-		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{RegionLabel: "eu-west-1"}}},
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{serviceAccountsGVR: "ServiceAccountList", nodesGVR: "NodeList"},
+		object("v1", "ServiceAccount", "ns", "app", map[string]any{
+			"annotations": map[string]any{"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/app"}}),
+		object("v1", "Node", "", "n1", map[string]any{"labels": map[string]any{RegionLabel: "eu-west-1"}}),
 	)
 	client.PrependReactor("get", "serviceaccounts", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		if a.GetNamespace() == "locked" {

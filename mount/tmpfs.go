@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
-	mountutils "k8s.io/mount-utils"
 )
 
 // Source is the device name of every tmpfs this package mounts, so that an
@@ -89,9 +89,14 @@ func (System) Unmount(target string) error {
 	return fmt.Errorf("unmount %s: %w", target, err)
 }
 
-// IsMountPoint implements Mounter.
+// IsMountPoint implements Mounter. It asks the kernel directly
+// (openat2 with RESOLVE_NO_XDEV, /proc/self/mountinfo on older kernels), as
+// k8s.io/mount-utils does underneath; mount-utils' constructor also probes
+// umount(8) by forking it on a temporary directory, which cost a fork per
+// call here and, while the child held the parent's descriptors, made
+// concurrent read-only remounts fail with EBUSY.
 func (System) IsMountPoint(target string) (bool, error) {
-	ok, err := mountutils.New("").IsMountPoint(target)
+	ok, err := mountinfo.Mounted(target)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -140,23 +139,19 @@ func runDriver(args []string) error {
 	}
 	restCfg.QPS, restCfg.Burst = float32(c.kubeQPS), int(2*c.kubeQPS)
 	restCfg.UserAgent = "podsecrets/" + version
-	kube, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return err
-	}
 	dyn, err := dynamic.NewForConfig(restCfg)
 	if err != nil {
 		return err
 	}
 	region := c.region
 	if region == "" {
-		if region, err = driver.NodeRegion(ctx, kube, c.nodeID); err != nil {
+		if region, err = driver.NodeRegion(ctx, dyn, c.nodeID); err != nil {
 			log.Warn("no default region: reading the node's region label failed", "error", err.Error())
 		}
 	}
 	awsProvider, err := aws.New(aws.Options{
 		Region:              region,
-		ServiceAccounts:     driver.KubeServiceAccounts{Client: kube},
+		ServiceAccounts:     driver.KubeServiceAccounts{Client: dyn},
 		PodIdentityEndpoint: c.podIdentity,
 		Logger:              log.With("provider", "aws"),
 	})

@@ -103,10 +103,11 @@ type Provider struct {
 	callTimeout         time.Duration
 	newRetryer          func() aws.Retryer
 
-	sm    *secretsmanager.Client
-	ssm   *ssm.Client
-	sts   *sts.Client
-	creds *credCache
+	sm     *secretsmanager.Client
+	ssm    *ssm.Client
+	sts    *sts.Client
+	creds  *credCache
+	parsed parseCache
 }
 
 var _ provider.Provider = (*Provider)(nil)
@@ -212,7 +213,7 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 		return nil, invalidf("no request")
 	}
 	start := time.Now()
-	cfg, err := parseParameters(req.Parameters)
+	cfg, err := p.parsed.get(req.Parameters)
 	if err != nil {
 		return nil, err
 	}

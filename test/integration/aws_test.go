@@ -22,13 +22,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
-	kubefake "k8s.io/client-go/kubernetes/fake"
 
 	"github.com/podsecrets/podsecrets/driver"
 	"github.com/podsecrets/podsecrets/mount"
@@ -127,15 +124,18 @@ func newEnv(t *testing.T) *env {
 	srv := httptest.NewServer(e.store.Handler())
 	t.Cleanup(srv.Close)
 
-	kube := kubefake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Namespace: "default", Name: "app", Annotations: map[string]string{aws.RoleARNAnnotation: roleApp}}})
+	sa := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ServiceAccount",
+		"metadata": map[string]any{"namespace": "default", "name": "app",
+			"annotations": map[string]any{aws.RoleARNAnnotation: roleApp}}}}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{driver.ClassGVR: "SecretProviderClassList"},
+		map[schema.GroupVersionResource]string{driver.ClassGVR: "SecretProviderClassList",
+			{Version: "v1", Resource: "serviceaccounts"}: "ServiceAccountList"},
+		sa,
 		class("ok", objectsOK),
 		class("denied", "- {objectName: other/secret, objectType: secretsmanager}"),
 		class("late", "- {objectName: app/late, objectType: secretsmanager}"))
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p, err := aws.New(aws.Options{Region: region, EndpointURL: srv.URL, ServiceAccounts: driver.KubeServiceAccounts{Client: kube}, Logger: log})
+	p, err := aws.New(aws.Options{Region: region, EndpointURL: srv.URL, ServiceAccounts: driver.KubeServiceAccounts{Client: dyn}, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

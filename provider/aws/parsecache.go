@@ -1,0 +1,63 @@
+package aws
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// maxParsedClasses bounds the parse cache. Far more classes than a node
+// mounts at once; when full the cache starts over rather than tracking use.
+const maxParsedClasses = 512
+
+// parseCache remembers parsed parameters: every pod of a Deployment mounts
+// the same class, and reparsing its objects YAML was a quarter of the CPU of
+// a publish. A parsed config is never modified after parsing, so one value
+// is shared by concurrent fetches.
+type parseCache struct {
+	mu      sync.Mutex
+	configs map[string]*config
+}
+
+// get returns the parsed form of params, parsing on a miss. Errors are not
+// cached: a broken class costs a parse per attempt, which is fine.
+func (c *parseCache) get(params map[string]string) (*config, error) {
+	key := cacheKey(params)
+	c.mu.Lock()
+	cfg, ok := c.configs[key]
+	c.mu.Unlock()
+	if ok {
+		return cfg, nil
+	}
+	cfg, err := parseParameters(params)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.configs == nil || len(c.configs) >= maxParsedClasses {
+		c.configs = make(map[string]*config)
+	}
+	c.configs[key] = cfg
+	c.mu.Unlock()
+	return cfg, nil
+}
+
+// cacheKey encodes params unambiguously: sorted, each key and value prefixed
+// by its length.
+func cacheKey(params map[string]string) string {
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		for _, s := range []string{k, params[k]} {
+			b.WriteString(strconv.Itoa(len(s)))
+			b.WriteByte(':')
+			b.WriteString(s)
+		}
+	}
+	return b.String()
+}
