@@ -34,8 +34,14 @@ demo:
 demo-down:
 	$(GO_ENV) test/e2e/e2e.sh down
 
+## bench: the real-node startup row on a fresh cluster (torn down again), then the in-process rows with
+## the machine quiet; writes docs/benchmarks.md. Never part of `make test`.
 bench:
-	@echo "bench: arrives with the benchmarks issue"
+	$(GO_ENV) mkdir -p _output && rm -f _output/realnode.json; \
+	if test/e2e/e2e.sh up; then \
+	  PODSECRETS_REALNODE_OUT=$(CURDIR)/_output/realnode.json test/e2e/e2e.sh test -run TestRealNodeStartup || true; \
+	fi; test/e2e/e2e.sh down; \
+	go run ./test/bench -out docs/benchmarks.md $$(test -s _output/realnode.json && echo -realnode _output/realnode.json)
 
 clean:
 	rm -rf bin _output

@@ -494,6 +494,7 @@ func unescapeMountinfo(s string) string {
 type RealNode struct {
 	EmptyDirMs        []float64 `json:"emptyDirMs"`        // pod creation to Running, emptyDir volume
 	PodsecretsMs      []float64 `json:"podsecretsMs"`      // the same pod with a podsecrets volume
+	DriverPublishMs   []float64 `json:"driverPublishMs"`   // the driver's NodePublishVolume time for those pods
 	KubernetesVersion string    `json:"kubernetesVersion"` // of the cluster
 }
 
