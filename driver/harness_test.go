@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http/httptest"
@@ -23,6 +22,7 @@ import (
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/fake"
+	"github.com/podsecrets/podsecrets/test/logbuf"
 )
 
 // harness runs the real gRPC server on a temporary unix socket, with a fake
@@ -34,28 +34,10 @@ type harness struct {
 	identity csi.IdentityClient
 	provider *fake.Provider
 	mounter  mount.Mounter
-	logs     *syncBuffer
+	logs     *logbuf.Buffer
 	registry *prometheus.Registry
 	driver   *Driver
 	root     string
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // fakeMounter stands in for the kernel when tests run without root: mount
@@ -114,7 +96,7 @@ func classObject(namespace, name, providerName string, params map[string]string)
 
 func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 	t.Helper()
-	h := &harness{t: t, provider: &fake.Provider{}, logs: &syncBuffer{}, registry: prometheus.NewRegistry(), root: t.TempDir()}
+	h := &harness{t: t, provider: &fake.Provider{}, logs: &logbuf.Buffer{}, registry: prometheus.NewRegistry(), root: t.TempDir()}
 	if realMounts() {
 		h.mounter = mount.System{}
 	} else {

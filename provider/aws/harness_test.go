@@ -1,7 +1,6 @@
 package aws
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/test/awsfake/store"
+	"github.com/podsecrets/podsecrets/test/logbuf"
 )
 
 const (
@@ -81,24 +81,6 @@ func (f *fakeSAs) set(namespace, name string, anns map[string]string) {
 	f.anns[namespace+"/"+name] = anns
 }
 
-// syncBuffer collects log output from concurrent goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // fastRetryer is the standard retryer (3 attempts) without backoff delays or
 // a retry quota, so fault tests run fast and independently.
 func fastRetryer() aws.Retryer {
@@ -117,7 +99,7 @@ type env struct {
 	iss   *store.Issuer
 	clock *fakeClock
 	sas   *fakeSAs
-	logs  *syncBuffer
+	logs  *logbuf.Buffer
 	p     *Provider
 }
 
@@ -131,7 +113,7 @@ func newEnv(t *testing.T, opts ...func(*Options)) *env {
 	}
 	// The clock runs a minute ahead so tokens minted now (nbf = now, in
 	// whole seconds) are valid at once.
-	e := &env{t: t, iss: iss, clock: &fakeClock{t: time.Now().Add(time.Minute)}, logs: &syncBuffer{}}
+	e := &env{t: t, iss: iss, clock: &fakeClock{t: time.Now().Add(time.Minute)}, logs: &logbuf.Buffer{}}
 	e.st = store.New(store.Options{AccountID: testAccount, Now: e.clock.Now})
 	if err := e.st.TrustJWKS(iss.JWKS()); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +30,7 @@ import (
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/aws"
 	"github.com/podsecrets/podsecrets/test/awsfake/store"
+	"github.com/podsecrets/podsecrets/test/logbuf"
 )
 
 const (
@@ -67,25 +66,8 @@ type env struct {
 	store  *store.Store
 	issuer *store.Issuer
 	node   csi.NodeClient
-	logs   *lockedBuffer
+	logs   *logbuf.Buffer
 	root   string
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func class(name, objects string) *unstructured.Unstructured {
@@ -104,7 +86,7 @@ func newEnv(t *testing.T) *env {
 	if os.Geteuid() != 0 {
 		t.Skip("publishing mounts a real tmpfs, which needs root")
 	}
-	e := &env{t: t, store: store.New(store.Options{}), logs: &lockedBuffer{}, root: t.TempDir()}
+	e := &env{t: t, store: store.New(store.Options{}), logs: &logbuf.Buffer{}, root: t.TempDir()}
 	var err error
 	if e.issuer, err = store.NewIssuer("https://kubernetes.default.svc"); err != nil {
 		t.Fatal(err)
