@@ -19,12 +19,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -170,35 +171,49 @@ func New(opts Options) (*Provider, error) {
 		p.agentHTTP = &http.Client{Transport: tr}
 	}
 
-	load := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithEC2IMDSClientEnableState(imds.ClientDisabled),
-		awsconfig.WithCredentialsProvider(noCredentials{}),
-		awsconfig.WithRetryer(p.newRetryer),
-		awsconfig.WithRetryMode(aws.RetryModeStandard),
-		awsconfig.WithRetryMaxAttempts(retryMaxAttempts),
-		awsconfig.WithLogger(logging.Nop{}),
-		awsconfig.WithClientLogMode(0),
-	}
+	// The SDK configuration is built here rather than loaded: the loader
+	// would read the node's shared config and credential files and link
+	// every credential source (SSO, IMDS, ...) into the binary, none of
+	// which the driver may use. Only the endpoint variables are honoured.
+	httpClient := aws.HTTPClient(awshttp.NewBuildableClient())
 	if opts.HTTPClient != nil {
-		load = append(load, awsconfig.WithHTTPClient(opts.HTTPClient))
+		httpClient = opts.HTTPClient
 	}
-	cfg, err := awsconfig.LoadDefaultConfig(context.Background(), load...)
-	if err != nil {
-		return nil, fmt.Errorf("aws: loading SDK configuration: %w", err)
+	cfg := aws.Config{
+		Credentials:      noCredentials{},
+		HTTPClient:       httpClient,
+		Retryer:          p.newRetryer,
+		RetryMaxAttempts: retryMaxAttempts,
+		RetryMode:        aws.RetryModeStandard,
+		Logger:           logging.Nop{},
 	}
-	// Whatever the environment says, the shared config has no credentials.
-	cfg.Credentials = noCredentials{}
-
-	endpoint := func(base **string) {
+	endpoint := func(serviceEnv string) *string {
 		if opts.EndpointURL != "" {
-			*base = aws.String(opts.EndpointURL)
+			return aws.String(opts.EndpointURL)
 		}
+		return endpointFromEnv(serviceEnv)
 	}
-	p.sm = secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { endpoint(&o.BaseEndpoint) })
-	p.ssm = ssm.NewFromConfig(cfg, func(o *ssm.Options) { endpoint(&o.BaseEndpoint) })
-	p.sts = sts.NewFromConfig(cfg, func(o *sts.Options) { endpoint(&o.BaseEndpoint) })
+	p.sm = secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.BaseEndpoint = endpoint("SECRETS_MANAGER") })
+	p.ssm = ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = endpoint("SSM") })
+	p.sts = sts.NewFromConfig(cfg, func(o *sts.Options) { o.BaseEndpoint = endpoint("STS") })
 	p.creds = newCredCache(p.now, p.callTimeout)
 	return p, nil
+}
+
+// endpointFromEnv reads the SDK's standard endpoint variables for one
+// service: AWS_ENDPOINT_URL_<SERVICE>, else AWS_ENDPOINT_URL, unless
+// AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true. Nil means the service's
+// regional endpoint.
+func endpointFromEnv(service string) *string {
+	if strings.EqualFold(os.Getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"), "true") {
+		return nil
+	}
+	for _, v := range []string{"AWS_ENDPOINT_URL_" + service, "AWS_ENDPOINT_URL"} {
+		if u := os.Getenv(v); u != "" {
+			return aws.String(u)
+		}
+	}
+	return nil
 }
 
 // Name returns "aws".
