@@ -79,7 +79,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.httpAddr, "http-addr", ":9808", "listen address for /healthz, /readyz and /metrics (empty disables)")
 	fs.StringVar(&c.tmpfsSize, "tmpfs-size", "8Mi", "size limit of each volume's tmpfs (a quantity such as 8Mi)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.logLevel, "log-level", envOr("PODSECRETS_LOG_LEVEL", "info"), "log level: debug, info, warn or error (default $PODSECRETS_LOG_LEVEL, else info)")
 	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"),
 		"default AWS region for classes without a region parameter (default $AWS_REGION, else the node's "+driver.RegionLabel+" label)")
 	fs.StringVar(&c.podIdentity, "pod-identity-endpoint", "http://169.254.170.23/v1/credentials", "EKS Pod Identity agent credentials endpoint")
@@ -93,6 +93,14 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("-node-id (or $NODE_NAME) is required")
 	}
 	return c, nil
+}
+
+// envOr returns the environment variable name, or def when it is unset.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {
