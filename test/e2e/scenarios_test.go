@@ -187,6 +187,9 @@ func TestScenarios(t *testing.T) {
 		if !strings.Contains(logs, "volume published") {
 			t.Fatalf("driver logs hold no publish record; the check would be vacuous:\n%.2000s", logs)
 		}
+		if !strings.Contains(logs, `"level":"DEBUG"`) {
+			t.Error("the driver is not logging at debug level (the overlay sets PODSECRETS_LOG_LEVEL): the check is weaker than intended")
+		}
 		checkLogs(t, logs)
 	})
 }
