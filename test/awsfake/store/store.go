@@ -20,6 +20,7 @@ import (
 	"crypto"
 	"errors"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"sort"
@@ -193,11 +194,7 @@ func (s *Store) Calls(op string) int {
 func (s *Store) CallCounts() map[string]int {
 	s.callMu.Lock()
 	defer s.callMu.Unlock()
-	out := make(map[string]int, len(s.calls))
-	for k, v := range s.calls {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.calls)
 }
 
 // ResetCalls zeroes every counter.
