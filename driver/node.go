@@ -83,6 +83,9 @@ func (d *Driver) publish(ctx context.Context, pr *publishRequest) (string, []pro
 	for i, f := range resp.Files {
 		files[i] = mount.File{Path: f.Path, Mode: f.Mode, Data: f.Data}
 	}
+	// Checked before anything is mounted, so a bad set costs no mount and
+	// gets its own message; WriteFileSet checks again as the last step
+	// before the file system.
 	if err := mount.ValidateFileSet(files); err != nil {
 		return p.Name(), nil, invalid("SecretProviderClass %s: provider %s returned an unusable file set: %v", ref, p.Name(), err)
 	}
