@@ -7,7 +7,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/podsecrets ./cmd/podsecrets
+RUN CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -ldflags "-s -w -X main.version=${VERSION}" -o /out/podsecrets ./cmd/podsecrets
 
 # Static binary, no shell, no mount(8): the driver calls mount(2) itself.
 # It runs as root because mounting needs it; the DaemonSet makes it privileged.

@@ -46,7 +46,7 @@ func init() {
 // returns the binary's path. With pprof, net/http/pprof is compiled in.
 func buildDriver(ctx context.Context, root, dir string, pprof bool) (string, error) {
 	bin := filepath.Join(dir, "podsecrets")
-	args := []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", bin}
+	args := []string{"build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", bin}
 	if pprof {
 		src := filepath.Join(dir, "zz_bench_pprof.go")
 		if err := os.WriteFile(src, []byte(pprofOverlay), 0o644); err != nil {
