@@ -93,9 +93,10 @@ func TestMedian(t *testing.T) {
 }
 
 func TestRecorderBusy(t *testing.T) {
-	release := make(chan struct{})
+	entered, release := make(chan struct{}), make(chan struct{})
 	rec := NewRecorder(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
+			close(entered)
 			<-release
 		}
 	}), func(r *http.Request) string { return r.URL.Path })
@@ -111,12 +112,14 @@ func TestRecorderBusy(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	time.Sleep(30 * time.Millisecond)
+	<-entered
+	inside := time.Now() // the request is in flight from here...
+	held := time.Now()   // ...at least until here
 	close(release)
 	<-done
 	end := time.Now()
-	if busy := rec.Busy(start, end); busy < 20*time.Millisecond || busy > end.Sub(start) {
-		t.Errorf("Busy = %v over a window of %v, want about 30ms", busy, end.Sub(start))
+	if busy := rec.Busy(start, end); busy < held.Sub(inside) || busy > end.Sub(start) {
+		t.Errorf("Busy = %v over a window of %v, want at least %v", busy, end.Sub(start), held.Sub(inside))
 	}
 	if busy := rec.Busy(end, end.Add(time.Second)); busy != 0 {
 		t.Errorf("Busy after the request = %v, want 0", busy)
