@@ -86,7 +86,9 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.logLevel, "log-level", envOr("PODSECRETS_LOG_LEVEL", "info"), "log level: debug, info, warn or error (default $PODSECRETS_LOG_LEVEL, else info)")
 	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"),
 		"default AWS region for classes without a region parameter (default $AWS_REGION, else the node's "+driver.RegionLabel+" label)")
-	fs.StringVar(&c.podIdentity, "pod-identity-endpoint", "http://169.254.170.23/v1/credentials", "EKS Pod Identity agent credentials endpoint")
+	fs.StringVar(&c.podIdentity, "pod-identity-endpoint", os.Getenv("PODSECRETS_POD_IDENTITY_ENDPOINT"),
+		"EKS Pod Identity agent credentials URL (default $PODSECRETS_POD_IDENTITY_ENDPOINT, else the agent's link-local "+
+			"address, "+aws.DefaultPodIdentityEndpoint+", or its IPv6 twin for classes with preferredAddressType: ipv6)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -18,9 +18,9 @@ func TestParseFlags(t *testing.T) {
 				return c.nodeID == "n1" && c.logLevel == "info" && c.kubeletRoot == "/var/lib/kubelet"
 			},
 		},
-		"log level from env": {
-			env:   map[string]string{"NODE_NAME": "n1", "PODSECRETS_LOG_LEVEL": "debug"},
-			check: func(c *config) bool { return c.logLevel == "debug" },
+		"log level and agent from env": {
+			env:   map[string]string{"NODE_NAME": "n1", "PODSECRETS_LOG_LEVEL": "debug", "PODSECRETS_POD_IDENTITY_ENDPOINT": "http://agent/v1/credentials"},
+			check: func(c *config) bool { return c.logLevel == "debug" && c.podIdentity == "http://agent/v1/credentials" },
 		},
 		"flag beats env": {
 			args:  []string{"-log-level=warn", "-region=eu-west-1"},
@@ -33,7 +33,7 @@ func TestParseFlags(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			for _, k := range []string{"NODE_NAME", "PODSECRETS_LOG_LEVEL", "AWS_REGION"} {
+			for _, k := range []string{"NODE_NAME", "PODSECRETS_LOG_LEVEL", "PODSECRETS_POD_IDENTITY_ENDPOINT", "AWS_REGION"} {
 				t.Setenv(k, tc.env[k])
 			}
 			c, err := parseFlags(tc.args)

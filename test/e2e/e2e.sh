@@ -43,7 +43,7 @@ start_awsfake() {
 deploy_podsecrets() {
   local ip; ip="$(node_ip)"
   log "applying deploy/ through test/e2e/overlay (local image, fake store endpoint)"
-  kctl kustomize "$here/overlay" | sed "s#AWS_ENDPOINT_PLACEHOLDER#http://$ip:$AWS_PORT#" > "$E2E_STATE/podsecrets.yaml"
+  kctl kustomize "$here/overlay" | sed "s#AWS_ENDPOINT_PLACEHOLDER#http://$ip:$AWS_PORT#g" > "$E2E_STATE/podsecrets.yaml"
   kctl apply -f "$E2E_STATE/podsecrets.yaml" >/dev/null
   kctl -n kube-system rollout restart daemonset/podsecrets >/dev/null 2>&1 || true
   kctl -n kube-system rollout status daemonset/podsecrets --timeout=120s

@@ -140,11 +140,17 @@ func (tn *tenant) secret(name string) string { return "e2e/" + tn.ns + "/" + nam
 
 func createClass(t *testing.T, ns, name, objects string) {
 	t.Helper()
+	createClassWith(t, ns, name, map[string]any{"objects": objects})
+}
+
+// createClassWith creates an aws SecretProviderClass with these parameters.
+func createClassWith(t *testing.T, ns, name string, params map[string]any) {
+	t.Helper()
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "podsecrets.dev/v1",
 		"kind":       "SecretProviderClass",
 		"metadata":   map[string]any{"name": name, "namespace": ns},
-		"spec":       map[string]any{"provider": "aws", "parameters": map[string]any{"objects": objects}},
+		"spec":       map[string]any{"provider": "aws", "parameters": params},
 	}}
 	if _, err := dyn.Resource(classes).Namespace(ns).Create(ctxT(t), u, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -116,6 +116,21 @@ func TestScenarios(t *testing.T) {
 		t.Logf("FailedMount: %s", msg)
 	})
 
+	t.Run("i: EKS Pod Identity, the pod's token for the agent, no role annotation", func(t *testing.T) {
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "pi"}}
+		if _, err := kube.CoreV1().ServiceAccounts(ns).Create(ctxT(t), sa, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		fake(t, "/_fake/podidentity", map[string]string{"namespace": ns, "serviceAccount": "pi", "roleArn": tn.role})
+		createClassWith(t, ns, "pod-identity", map[string]any{"usePodIdentity": "true",
+			"objects": fmt.Sprintf("- {objectName: %q, objectType: secretsmanager, objectVersionLabel: AWSCURRENT, objectAlias: jwt}", tn.secret("jwt"))})
+		createPod(t, ns, podSpec("pi", podOpts{class: "pod-identity", serviceAccount: "pi"}))
+		waitRunning(t, ns, "pi")
+		if got := readReport(t, ns, "pi").files["jwt"].content; got != canaryJWTCur {
+			t.Fatalf("jwt through Pod Identity = %q", got)
+		}
+	})
+
 	t.Run("f: driver restart keeps mounted pods and serves new ones", func(t *testing.T) {
 		hostDir := volumeDir(appPod)
 		before := driverLogs(t) // the restarted pod's logs are gone afterwards
