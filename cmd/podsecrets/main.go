@@ -83,7 +83,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.httpAddr, "http-addr", ":9808", "listen address for /healthz, /readyz and /metrics (empty disables)")
 	fs.StringVar(&c.tmpfsSize, "tmpfs-size", "8Mi", "size limit of each volume's tmpfs (a quantity such as 8Mi)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&c.logLevel, "log-level", envOr("PODSECRETS_LOG_LEVEL", "info"), "log level: debug, info, warn or error (default $PODSECRETS_LOG_LEVEL, else info)")
+	fs.StringVar(&c.logLevel, "log-level", envOr("PODSECRETS_LOG_LEVEL", "info"), "log level: debug, info, warn or error; $PODSECRETS_LOG_LEVEL sets the default")
 	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"),
 		"default AWS region for classes without a region parameter (default $AWS_REGION, else the node's "+driver.RegionLabel+" label)")
 	fs.StringVar(&c.podIdentity, "pod-identity-endpoint", os.Getenv("PODSECRETS_POD_IDENTITY_ENDPOINT"),
