@@ -6,14 +6,15 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 # grpcnotrace drops gRPC's x/net/trace (unused here); its html/template use
 # keeps every exported method of every type alive, a third of the binary and
-# of the driver's resident memory. The Dockerfile, e2e.sh and test/bench build
-# with the same flags.
+# of the driver's resident memory.
 BUILDFLAGS := -trimpath -tags grpcnotrace
+# `make build` is the one recipe of the driver binary: the Dockerfile, e2e.sh
+# and test/bench call it with their own BIN (and VERSION).
 BIN := bin/podsecrets
 # Fuzz targets run briefly on every `make test`; FUZZTIME=1m for a longer run.
 FUZZTIME ?= 5s
 
-.PHONY: build test unit fuzz e2e demo demo-down bench image clean
+.PHONY: build test unit fuzz e2e demo demo-down bench clean
 
 build:
 	$(GO_ENV) CGO_ENABLED=0 go build $(BUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/podsecrets

@@ -42,11 +42,12 @@ func init() {
 }
 `
 
-// buildDriver builds cmd/podsecrets the way the image does into dir and
-// returns the binary's path. With pprof, net/http/pprof is compiled in.
+// buildDriver builds cmd/podsecrets with `make build`, the recipe of the
+// image, into dir and returns the binary's path. With pprof,
+// net/http/pprof is compiled in through GOFLAGS=-overlay.
 func buildDriver(ctx context.Context, root, dir string, pprof bool) (string, error) {
 	bin := filepath.Join(dir, "podsecrets")
-	args := []string{"build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", bin}
+	env := os.Environ()
 	if pprof {
 		src := filepath.Join(dir, "zz_bench_pprof.go")
 		if err := os.WriteFile(src, []byte(pprofOverlay), 0o644); err != nil {
@@ -59,14 +60,13 @@ func buildDriver(ctx context.Context, root, dir string, pprof bool) (string, err
 		if err := os.WriteFile(ovPath, ov, 0o644); err != nil {
 			return "", err
 		}
-		args = append(args, "-overlay", ovPath)
+		env = append(env, "GOFLAGS=-overlay="+ovPath)
 	}
-	args = append(args, "./cmd/podsecrets")
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	args := []string{"-s", "-C", root, "build", "VERSION=bench", "BIN=" + bin}
+	cmd := exec.CommandContext(ctx, "make", args...)
+	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+		return "", fmt.Errorf("make %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin, nil
 }

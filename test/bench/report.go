@@ -403,7 +403,7 @@ func buildReport(r *Results) *Report {
 
 var methodText = []string{
 	"## Method",
-	"`go run ./test/bench` builds the driver exactly as the image does (`CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -ldflags \"-s -w\" ./cmd/podsecrets`) " +
+	"`go run ./test/bench` builds the driver with `make build`, the recipe of the image, " +
 		"and runs `podsecrets driver --endpoint unix://$TMP/csi.sock --node-id bench --kubelet-root-dir $TMP/kubelet --kubeconfig $TMP/kubeconfig " +
 		"--http-addr 127.0.0.1:<port> --region us-east-1 --log-level warn` as its own process, so its RSS and CPU are the driver's alone, " +
 		"with `AWS_ENDPOINT_URL` pointing Secrets Manager, SSM and STS at the AWS-compatible fake store (`test/awsfake/store`: real SigV4 " +

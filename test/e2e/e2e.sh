@@ -16,10 +16,10 @@ IMAGE=docker.io/local/podsecrets:e2e
 aws_pidfile() { echo "$E2E_STATE/pids/awsfake.pid"; }
 
 build_image() {
-  log "building podsecrets (static, as the Dockerfile does) and its OCI image"
+  log "building podsecrets (make build, as the Dockerfile does) and its OCI image"
   local work; work="$(mktemp -d)"
   mkdir -p "$work/rootfs"
-  (cd "$repo" && CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -ldflags "-s -w -X main.version=e2e" -o "$work/rootfs/podsecrets" ./cmd/podsecrets)
+  make -s -C "$repo" build VERSION=e2e BIN="$work/rootfs/podsecrets"
   (cd "$repo" && go run ./test/e2e/ociimage -rootfs "$work/rootfs" -name "$IMAGE" -o "$work/podsecrets.tar" \
     -entrypoint /podsecrets -cmd driver)
   "$cluster/import-image.sh" "$work/podsecrets.tar"
