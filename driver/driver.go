@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -47,9 +48,7 @@ type Driver struct {
 	opts  Options
 	log   *slog.Logger
 	locks keyedMutex
-
-	readyMu sync.RWMutex
-	ready   bool
+	ready atomic.Bool
 }
 
 // New returns a Driver; it does not start serving.
@@ -65,18 +64,10 @@ func New(opts Options) *Driver {
 
 // SetReady records whether the driver can serve kubelet; Probe and /readyz
 // report it.
-func (d *Driver) SetReady(ready bool) {
-	d.readyMu.Lock()
-	d.ready = ready
-	d.readyMu.Unlock()
-}
+func (d *Driver) SetReady(ready bool) { d.ready.Store(ready) }
 
 // Ready reports what SetReady last recorded.
-func (d *Driver) Ready() bool {
-	d.readyMu.RLock()
-	defer d.readyMu.RUnlock()
-	return d.ready
-}
+func (d *Driver) Ready() bool { return d.ready.Load() }
 
 // GetPluginInfo implements csi.IdentityServer.
 func (d *Driver) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi.GetPluginInfoResponse, error) {

@@ -229,18 +229,19 @@ func (f *fetcher) whatBatch(op string, ks []fetchKey) string {
 	return fmt.Sprintf("%s of %s", op, strings.Join(names, ", "))
 }
 
+// credentials hands the SDK the pod's credentials for this fetch.
+func (f *fetcher) credentials(context.Context) (aws.Credentials, error) { return f.creds, nil }
+
 func (f *fetcher) smOptions(o *secretsmanager.Options) {
-	o.Region = f.region
-	o.Credentials = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return f.creds, nil })
+	o.Region, o.Credentials = f.region, aws.CredentialsProviderFunc(f.credentials)
 }
 
 func (f *fetcher) ssmOptions(o *ssm.Options) {
-	o.Region = f.region
-	o.Credentials = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return f.creds, nil })
+	o.Region, o.Credentials = f.region, aws.CredentialsProviderFunc(f.credentials)
 }
 
-// smError is the error of a failed read of k.
-func (f *fetcher) smError(err error, k fetchKey) error {
+// readError is the error of a failed read of k, from either store.
+func (f *fetcher) readError(err error, k fetchKey) error {
 	return storeError(err, f.what(k), f.region, f.who)
 }
 
@@ -273,7 +274,7 @@ func (f *fetcher) smBatch(ctx context.Context, ks []fetchKey) error {
 			if !ok {
 				continue
 			}
-			return f.smError(&apiError{code: aws.ToString(e.ErrorCode), message: aws.ToString(e.Message)}, k)
+			return f.readError(&apiError{code: aws.ToString(e.ErrorCode), message: aws.ToString(e.Message)}, k)
 		}
 		for _, v := range out.SecretValues {
 			for _, id := range []string{aws.ToString(v.Name), aws.ToString(v.ARN)} {
@@ -316,7 +317,7 @@ func (f *fetcher) smSingle(ctx context.Context, k fetchKey) error {
 	}
 	out, err := f.p.sm.GetSecretValue(ctx, in, f.smOptions)
 	if err != nil {
-		return f.smError(err, k)
+		return f.readError(err, k)
 	}
 	f.store(k, smResult(out.SecretString, out.SecretBinary, out.ARN, out.Name, out.VersionId))
 	return nil
@@ -362,7 +363,7 @@ func (f *fetcher) ssmBatch(ctx context.Context, ks []fetchKey) error {
 		if len(invalid) > 1 {
 			msg += fmt.Sprintf("; also not found: %s", strings.Join(quoteAll(invalid[1:]), ", "))
 		}
-		return f.smError(&apiError{code: "InvalidParameters", message: msg}, k)
+		return f.readError(&apiError{code: "InvalidParameters", message: msg}, k)
 	}
 	for _, prm := range out.Parameters {
 		sel := aws.ToString(prm.Selector)
