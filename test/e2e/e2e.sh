@@ -28,8 +28,10 @@ build_image() {
 
 start_awsfake() {
   local ip; ip="$(node_ip)"
-  if [[ -f "$(aws_pidfile)" ]] && kill -0 "$(cat "$(aws_pidfile)")" 2>/dev/null; then
-    kill "$(cat "$(aws_pidfile)")"; sleep 0.2
+  local old
+  if [[ -f "$(aws_pidfile)" ]] && old="$(cat "$(aws_pidfile)")" && kill "$old" 2>/dev/null; then
+    # The new store needs the port the old one holds.
+    wait_for "the previous fake store (pid $old) to exit" 10 bash -c "! kill -0 $old"
   fi
   log "starting the fake AWS store on $ip:$AWS_PORT (STS verifies tokens against the cluster's JWKS)"
   (cd "$repo" && go build -o "$E2E_STATE/awsfake" ./test/awsfake)
