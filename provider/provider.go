@@ -85,6 +85,18 @@ type ObjectVersion struct {
 type Response struct {
 	Files    []File
 	Versions []ObjectVersion
+	// Warnings report trouble that did not fail the fetch; the driver puts
+	// each on the pod as a Warning event.
+	Warnings []Warning
+}
+
+// Warning is trouble that does not fail a mount, such as an unknown key in a
+// class's parameters. It never carries a value or a token.
+type Warning struct {
+	// Reason is a CamelCase event reason, e.g. "UnknownParameterKey".
+	Reason string
+	// Message names the class, the object and the field.
+	Message string
 }
 
 // Provider fetches secrets from one kind of store.
