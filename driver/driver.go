@@ -6,6 +6,8 @@ package driver
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -13,8 +15,9 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/podsecrets/podsecrets/mount"
+	"github.com/podsecrets/podsecrets/internal/logkey"
 	"github.com/podsecrets/podsecrets/provider"
+	"github.com/podsecrets/podsecrets/volume"
 )
 
 // Name is the CSI driver name pods refer to in volumes[].csi.driver.
@@ -30,14 +33,23 @@ type Options struct {
 	Providers *provider.Registry
 	// Classes reads SecretProviderClasses.
 	Classes ClassGetter
-	// Mounter mounts the volumes; mount.System on a node.
-	Mounter mount.Mounter
-	// TmpfsSize caps each volume's memory, in bytes.
-	TmpfsSize int64
+	// Volumes mounts, writes and unmounts the volumes.
+	Volumes *volume.Manager
+	// Events, when set, puts Warning events on pods for trouble that does
+	// not fail a mount.
+	Events EventSink
 	// Logger receives the audit trail and errors; never values or tokens.
 	Logger *slog.Logger
 	// Metrics, when set, counts calls; see NewMetrics.
 	Metrics *Metrics
+}
+
+// EventSink puts events on pods. Implementations rate-limit and aggregate;
+// the driver calls it for every warning.
+type EventSink interface {
+	// Warn records a Warning event with reason and message on pod. It
+	// never fails the caller: events are best effort.
+	Warn(ctx context.Context, pod provider.Pod, reason, message string)
 }
 
 // Driver implements the CSI Identity and Node services.
@@ -51,15 +63,45 @@ type Driver struct {
 	ready atomic.Bool
 }
 
-// New returns a Driver; it does not start serving.
-func New(opts Options) *Driver {
+// New returns a Driver; it does not start serving. Providers, Classes and
+// Volumes are required.
+func New(opts Options) (*Driver, error) {
+	switch {
+	case opts.Providers == nil:
+		return nil, errors.New("driver: Options.Providers is required")
+	case opts.Classes == nil:
+		return nil, errors.New("driver: Options.Classes is required")
+	case opts.Volumes == nil:
+		return nil, errors.New("driver: Options.Volumes is required")
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
 	}
-	return &Driver{opts: opts, log: opts.Logger}
+	return &Driver{opts: opts, log: opts.Logger}, nil
+}
+
+// Recover is the driver's start: it learns the state of every volume below
+// podsDir (kubelet's pods directory) from the node and logs it. Complete
+// volumes serve their pods as they are; incomplete ones, left by a driver
+// killed mid-publish, are completed by kubelet's retry of their publish,
+// which never got an answer.
+func (d *Driver) Recover(podsDir string) error {
+	found, err := d.opts.Volumes.Recover(podsDir)
+	counts := map[volume.State]int{}
+	for _, f := range found {
+		counts[f.State]++
+		if f.State != volume.Complete {
+			d.log.Info("start: volume found", logkey.Target, f.Target, logkey.State, f.State.String(), logkey.Why, f.Why, logkey.Bytes, f.Bytes)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("find volumes at start: %w", err)
+	}
+	d.log.Info("start: volumes on the node", "complete", counts[volume.Complete], "incomplete", counts[volume.Incomplete], "foreign", counts[volume.Foreign])
+	return nil
 }
 
 // SetReady records whether the driver can serve kubelet; Probe and /readyz

@@ -8,7 +8,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/podsecrets/podsecrets/memcg"
 	"github.com/podsecrets/podsecrets/provider"
+	"github.com/podsecrets/podsecrets/volume"
 )
 
 // codeOf is the one place errors become gRPC codes; everything below the RPC
@@ -22,13 +24,13 @@ func codeOf(err error) codes.Code {
 		return codes.InvalidArgument
 	case errors.Is(err, ErrClassNotFound), errors.Is(err, provider.ErrNotFound):
 		return codes.NotFound
-	case errors.Is(err, ErrClassInvalid):
+	case errors.Is(err, ErrClassInvalid), errors.Is(err, volume.ErrForeign), errors.Is(err, memcg.ErrNoPodCgroup):
 		return codes.FailedPrecondition
 	case errors.Is(err, provider.ErrPermissionDenied):
 		return codes.PermissionDenied
 	case errors.Is(err, provider.ErrUnavailable):
 		return codes.Unavailable
-	case errors.Is(err, unix.ENOSPC):
+	case errors.Is(err, volume.ErrTooLarge), errors.Is(err, memcg.ErrPodMemory), errors.Is(err, unix.ENOSPC):
 		return codes.ResourceExhausted
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded

@@ -23,6 +23,7 @@ import (
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/fake"
 	"github.com/podsecrets/podsecrets/test/logbuf"
+	"github.com/podsecrets/podsecrets/volume"
 )
 
 // harness runs the real gRPC server on a temporary unix socket, with a fake
@@ -37,14 +38,34 @@ type harness struct {
 	logs     *logbuf.Buffer
 	registry *prometheus.Registry
 	driver   *Driver
+	events   *fakeEvents
 	root     string
+}
+
+// fakeEvents records the events the driver puts on pods.
+type fakeEvents struct {
+	mu     sync.Mutex
+	events []string // "namespace/pod reason: message"
+}
+
+func (f *fakeEvents) Warn(_ context.Context, pod provider.Pod, reason, message string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = append(f.events, pod.Namespace+"/"+pod.Name+" "+reason+": "+message)
+}
+
+func (f *fakeEvents) all() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.events...)
 }
 
 // fakeMounter stands in for the kernel when tests run without root: mount
 // points are plain directories it remembers.
 type fakeMounter struct {
-	mu      sync.Mutex
-	mounted map[string]bool
+	mu       sync.Mutex
+	mounted  map[string]bool
+	readOnly map[string]bool
 }
 
 func (f *fakeMounter) MountTmpfs(target string, _ mount.TmpfsOptions) error {
@@ -57,7 +78,15 @@ func (f *fakeMounter) MountTmpfs(target string, _ mount.TmpfsOptions) error {
 	return nil
 }
 
-func (f *fakeMounter) SetReadOnly(string, bool) error { return nil }
+func (f *fakeMounter) SetReadOnly(target string, ro bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.readOnly == nil {
+		f.readOnly = map[string]bool{}
+	}
+	f.readOnly[target] = ro
+	return nil
+}
 
 func (f *fakeMounter) Unmount(target string) error {
 	f.mu.Lock()
@@ -70,13 +99,14 @@ func (f *fakeMounter) Unmount(target string) error {
 		}
 	}
 	delete(f.mounted, target)
+	delete(f.readOnly, target)
 	return nil
 }
 
-func (f *fakeMounter) IsMountPoint(target string) (bool, error) {
+func (f *fakeMounter) Status(target string) (mount.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.mounted[target], nil
+	return mount.Status{Mounted: f.mounted[target], Ours: f.mounted[target], ReadOnly: f.readOnly[target]}, nil
 }
 
 func realMounts() bool { return os.Geteuid() == 0 }
@@ -96,7 +126,7 @@ func classObject(namespace, name, providerName string, params map[string]string)
 
 func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 	t.Helper()
-	h := &harness{t: t, provider: &fake.Provider{}, logs: &logbuf.Buffer{}, registry: prometheus.NewRegistry(), root: t.TempDir()}
+	h := &harness{t: t, provider: &fake.Provider{}, events: &fakeEvents{}, logs: &logbuf.Buffer{}, registry: prometheus.NewRegistry(), root: t.TempDir()}
 	if realMounts() {
 		h.mounter = mount.System{}
 	} else {
@@ -104,16 +134,20 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 	}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{ClassGVR: "SecretProviderClassList"}, objs...)
-	h.driver = New(Options{
+	d, err := New(Options{
 		NodeID:    "node-1",
 		Version:   "test",
 		Providers: provider.NewRegistry(h.provider, &fake.Provider{ProviderName: "other"}),
 		Classes:   KubeClasses{Client: dyn},
-		Mounter:   h.mounter,
-		TmpfsSize: 1 << 20,
+		Volumes:   volume.New(volume.Options{Mounter: h.mounter, TmpfsSize: 1 << 20}),
+		Events:    h.events,
 		Logger:    slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics:   NewMetrics(h.registry),
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.driver = d
 	h.driver.SetReady(true)
 
 	sock := filepath.Join(h.root, "csi.sock")

@@ -8,9 +8,9 @@ import (
 )
 
 // Metrics counts what the node plugin does. Label values are drawn from
-// closed sets (gRPC codes, registered provider names, "republish" or
-// "publish"): never pod, namespace or secret names, which would leak cluster
-// details to whoever can scrape the node.
+// closed sets (gRPC codes, registered provider names, publish kinds): never
+// pod, namespace or secret names, which would leak cluster details to
+// whoever can scrape the node.
 type Metrics struct {
 	publish   *prometheus.CounterVec
 	unpublish *prometheus.CounterVec
@@ -25,7 +25,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		publish: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podsecrets_node_publish_total",
-			Help: "NodePublishVolume calls by provider, kind (publish or republish) and gRPC code.",
+			Help: "NodePublishVolume calls by provider, kind (publish, republish or complete) and gRPC code.",
 		}, []string{"provider", "kind", "code"}),
 		unpublish: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podsecrets_node_unpublish_total",
@@ -48,7 +48,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// Label values of the closed sets the metrics use.
+const (
+	// noProvider is the provider label of a publish that failed before a
+	// provider was chosen.
+	noProvider = "none"
+	// Kinds of NodePublishVolume: a first publish, a republish of a
+	// complete volume (kept as it is), and the completion of a volume a
+	// killed driver left incomplete.
+	kindPublish   = "publish"
+	kindRepublish = "republish"
+	kindComplete  = "complete"
+)
+
 func (m *Metrics) observePublish(providerName, kind, code string, took time.Duration) {
 	m.publish.WithLabelValues(providerName, kind, code).Inc()
 	m.duration.WithLabelValues(providerName, kind).Observe(took.Seconds())
+}
+
+func (m *Metrics) observeUnpublish(code string) { m.unpublish.WithLabelValues(code).Inc() }
+
+func (m *Metrics) providerError(providerName, code string) {
+	m.errors.WithLabelValues(providerName, code).Inc()
 }

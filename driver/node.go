@@ -2,73 +2,94 @@ package driver
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
 
+	"github.com/podsecrets/podsecrets/internal/logkey"
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
+	"github.com/podsecrets/podsecrets/volume"
 )
 
-// NodePublishVolume implements csi.NodeServer: fetch everything, then mount
-// and write it in one go, so a pod starts with a complete volume or not at
-// all.
+// NodePublishVolume implements csi.NodeServer. It reads the target's state
+// from the node, never from memory, and answers OK only for a complete,
+// read-only volume: a complete one is kept as it is, anything short of that
+// is fetched and written whole (see package volume).
 func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	start := time.Now()
 	pr, err := parsePublish(req)
 	if err != nil {
-		d.opts.Metrics.observePublish("none", "publish", codeOf(err).String(), time.Since(start))
+		d.opts.Metrics.observePublish(noProvider, kindPublish, codeOf(err).String(), time.Since(start))
 		return nil, toStatus(err)
 	}
 	defer d.locks.lock(pr.target)()
-	log := d.log.With("volume_id", pr.volumeID, "namespace", pr.pod.Namespace, "pod", pr.pod.Name,
-		"service_account", pr.pod.ServiceAccount, "class", pr.class)
+	log := d.log.With(logkey.VolumeID, pr.volumeID, logkey.Namespace, pr.pod.Namespace, logkey.Pod, pr.pod.Name,
+		logkey.ServiceAccount, pr.pod.ServiceAccount, logkey.Class, pr.class)
 
-	mounted, err := d.opts.Mounter.IsMountPoint(pr.target)
-	if err == nil && mounted {
-		// Kubelet republishes mounted volumes periodically. The files stay as
-		// they are: an error or an unmount here would take a running pod's
-		// secrets away (kubernetes#121271).
-		d.opts.Metrics.observePublish("none", "republish", "OK", time.Since(start))
-		log.Debug("republish: volume already mounted, kept")
+	state, why, err := d.opts.Volumes.Inspect(pr.target)
+	if err == nil && state == volume.Foreign {
+		err = fmt.Errorf("%w; podsecrets mounts only its own tmpfs there", volume.ErrForeign)
+	}
+	if err != nil {
+		d.opts.Metrics.observePublish(noProvider, kindPublish, codeOf(err).String(), time.Since(start))
+		log.Warn("publish failed", logkey.Code, codeOf(err).String(), logkey.Error, err.Error())
+		return nil, toStatus(err)
+	}
+	if state == volume.Complete {
+		// Kubelet republishes after an answer it did not get (a driver
+		// restart, a timeout). The files stay as they are: an error or an
+		// unmount here would take a running pod's secrets away
+		// (kubernetes#121271).
+		d.opts.Metrics.observePublish(noProvider, kindRepublish, codes.OK.String(), time.Since(start))
+		log.Info("republish: volume kept", logkey.State, state.String(), logkey.Why, why)
 		return &csi.NodePublishVolumeResponse{}, nil
 	}
-	if err != nil {
-		err = fmt.Errorf("check target %s: %w", pr.target, err)
-		d.opts.Metrics.observePublish("none", "publish", codeOf(err).String(), time.Since(start))
-		return nil, toStatus(err)
+	kind := kindPublish
+	if state == volume.Incomplete {
+		kind = kindComplete
+		log.Info("republish: volume incomplete, completing it", logkey.State, state.String(), logkey.Why, why)
 	}
 
-	providerName, versions, err := d.publish(ctx, pr)
+	providerName, resp, err := d.publish(ctx, pr, state)
 	took := time.Since(start)
 	code := codeOf(err)
-	d.opts.Metrics.observePublish(providerName, "publish", code.String(), took)
+	d.opts.Metrics.observePublish(providerName, kind, code.String(), took)
 	if err != nil {
-		if providerName != "none" {
-			d.opts.Metrics.errors.WithLabelValues(providerName, code.String()).Inc()
+		if providerName != noProvider {
+			d.opts.Metrics.providerError(providerName, code.String())
 		}
-		log.Warn("publish failed", "provider", providerName, "code", code.String(), "error", err.Error(), "duration_ms", ms(took))
+		log.Warn("publish failed", logkey.Provider, providerName, logkey.Code, code.String(), logkey.Error, err.Error(), logkey.DurationMS, ms(took))
 		return nil, toStatus(err)
 	}
-	log.Info("volume published", "provider", providerName, "objects", versionsAttr(versions), "duration_ms", ms(took))
+	msg := "volume published"
+	if kind == kindComplete {
+		msg = "volume completed"
+	}
+	log.Info(msg, logkey.Provider, providerName, logkey.Objects, versionsAttr(resp.Versions), logkey.DurationMS, ms(took))
+	for _, w := range resp.Warnings {
+		log.Warn("class warning", logkey.Reason, w.Reason, logkey.Error, w.Message)
+		if d.opts.Events != nil {
+			d.opts.Events.Warn(ctx, pr.pod, w.Reason, w.Message)
+		}
+	}
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
-// publish fetches the volume's files and mounts them. It returns the name of
-// the provider used ("none" if it failed before choosing one) for metrics.
-func (d *Driver) publish(ctx context.Context, pr *publishRequest) (string, []provider.ObjectVersion, error) {
+// publish fetches the volume's files and brings the target from state to
+// complete. It returns the name of the provider used (noProvider if it
+// failed before choosing one) for metrics.
+func (d *Driver) publish(ctx context.Context, pr *publishRequest, state volume.State) (string, *provider.Response, error) {
 	class, err := d.opts.Classes.GetClass(ctx, pr.pod.Namespace, pr.class)
 	if err != nil {
-		return "none", nil, err
+		return noProvider, nil, err
 	}
 	ref := class.Namespace + "/" + class.Name
 	p, err := d.opts.Providers.Get(class.Provider)
 	if err != nil {
-		return "none", nil, fmt.Errorf("SecretProviderClass %s: spec.provider: %w", ref, err)
+		return noProvider, nil, fmt.Errorf("SecretProviderClass %s: spec.provider: %w", ref, err)
 	}
 	resp, err := p.Fetch(ctx, &provider.Request{
 		Pod:        pr.pod,
@@ -89,56 +110,23 @@ func (d *Driver) publish(ctx context.Context, pr *publishRequest) (string, []pro
 	if err := mount.ValidateFileSet(files); err != nil {
 		return p.Name(), nil, invalid("SecretProviderClass %s: provider %s returned an unusable file set: %v", ref, p.Name(), err)
 	}
-	if err := d.mountFiles(pr, files); err != nil {
-		return p.Name(), nil, err
+	err = d.opts.Volumes.Publish(ctx, state, volume.Volume{Target: pr.target, PodUID: pr.pod.UID, GID: pr.fsGroup, Files: files})
+	if err != nil {
+		return p.Name(), nil, fmt.Errorf("SecretProviderClass %s: %w", ref, err)
 	}
-	return p.Name(), resp.Versions, nil
-}
-
-// mountFiles mounts a tmpfs at the target, writes files and makes the mount
-// read-only. On failure it undoes all of it, so kubelet's retry starts clean.
-func (d *Driver) mountFiles(pr *publishRequest, files []mount.File) (err error) {
-	created := false
-	switch err := os.Mkdir(pr.target, 0o750); {
-	case err == nil:
-		created = true
-	case !errors.Is(err, fs.ErrExist):
-		return fmt.Errorf("create target: %w", err)
-	}
-	mounted := false
-	defer func() {
-		if err == nil {
-			return
-		}
-		if mounted {
-			if uerr := d.opts.Mounter.Unmount(pr.target); uerr != nil {
-				d.log.Error("cleanup after failed publish", "volume_id", pr.volumeID, "error", uerr.Error())
-			}
-		}
-		if created {
-			os.Remove(pr.target)
-		}
-	}()
-	if err := d.opts.Mounter.MountTmpfs(pr.target, mount.TmpfsOptions{SizeBytes: d.opts.TmpfsSize, GID: pr.fsGroup}); err != nil {
-		return err
-	}
-	mounted = true
-	if err := mount.WriteFileSet(pr.target, files, pr.fsGroup); err != nil {
-		return fmt.Errorf("write volume files: %w", err)
-	}
-	return d.opts.Mounter.SetReadOnly(pr.target, true)
+	return p.Name(), resp, nil
 }
 
 // NodeUnpublishVolume implements csi.NodeServer. It succeeds for targets that
 // are gone already: kubelet retries until it sees success.
 func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	err := d.unpublish(req)
-	d.opts.Metrics.unpublish.WithLabelValues(codeOf(err).String()).Inc()
+	d.opts.Metrics.observeUnpublish(codeOf(err).String())
 	if err != nil {
-		d.log.Warn("unpublish failed", "volume_id", req.GetVolumeId(), "error", err.Error())
+		d.log.Warn("unpublish failed", logkey.VolumeID, req.GetVolumeId(), logkey.Error, err.Error())
 		return nil, toStatus(err)
 	}
-	d.log.Info("volume unpublished", "volume_id", req.GetVolumeId())
+	d.log.Info("volume unpublished", logkey.VolumeID, req.GetVolumeId())
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }
 
@@ -151,19 +139,7 @@ func (d *Driver) unpublish(req *csi.NodeUnpublishVolumeRequest) error {
 	}
 	target := req.GetTargetPath()
 	defer d.locks.lock(target)()
-	mounted, err := d.opts.Mounter.IsMountPoint(target)
-	if err != nil {
-		return fmt.Errorf("check target %s: %w", target, err)
-	}
-	if mounted {
-		if err := d.opts.Mounter.Unmount(target); err != nil {
-			return err
-		}
-	}
-	if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove target: %w", err)
-	}
-	return nil
+	return d.opts.Volumes.Unpublish(target)
 }
 
 // versionsAttr renders object versions for the audit log as "id@version":

@@ -246,7 +246,7 @@ func TestUnpublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustNotExist(t, target)
-	if mounted, _ := h.mounter.IsMountPoint(target); mounted {
+	if s, _ := h.mounter.Status(target); s.Mounted {
 		t.Fatal("target still mounted")
 	}
 	// Kubelet retries until success: repeats and unknown targets succeed.

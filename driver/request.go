@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -62,6 +63,9 @@ func parsePublish(req *csi.NodePublishVolumeRequest) (*publishRequest, error) {
 			"check that the CSIDriver lists volumeLifecycleModes [Ephemeral] and podInfoOnMount: true", keyEphemeral, vc[keyEphemeral])
 	case vc[keyClass] == "":
 		return nil, invalid("volume attribute %q is required: name the SecretProviderClass in the pod's volumeAttributes", keyClass)
+	case strings.Contains(vc[keyClass], "/"):
+		return nil, invalid("volume attribute %s=%q: a class is a plain name, read from the pod's own namespace; "+
+			"create the class in the pod's namespace and name it without a namespace", keyClass, vc[keyClass])
 	case vc[keyPodNamespace] == "" || vc[keyPodName] == "":
 		return nil, invalid("volume_context lacks pod namespace/name: the CSIDriver needs podInfoOnMount: true")
 	}

@@ -1,6 +1,8 @@
 package mount
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -8,7 +10,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"time"
+
+	"github.com/podsecrets/podsecrets/internal/failpoint"
 )
 
 // File is one file of a file set, relative to the set's root.
@@ -23,7 +26,20 @@ type File struct {
 // file below what it resolved to: that directory never changes.
 const DataDir = "..data"
 
-const dataTmp = "..data_tmp"
+const (
+	dataTmp = "..data_tmp"
+	// versionPrefix starts every version directory's name. Like every name
+	// starting with "..", it cannot collide with a file of the set.
+	versionPrefix = "..v_"
+)
+
+// Failpoints of WriteFileSet, in the order a write reaches them.
+const (
+	FailAfterFile  = "mount/after-file"  // after each file of the new version
+	FailBeforeSwap = "mount/before-swap" // new version complete, ..data not switched
+	FailAfterSwap  = "mount/after-swap"  // ..data switched, top-level links not synced
+	FailAfterLinks = "mount/after-links" // links synced, old versions not removed
+)
 
 // WriteFileSet makes files the content of dir, all at once: readers see the
 // previous set or the new one, never a mix and never a partial file.
@@ -33,42 +49,78 @@ const dataTmp = "..data_tmp"
 // "..data" points at the current one, and each top-level name is a symlink
 // through "..data". Switching versions is a single rename(2) of "..data".
 //
-// gid, when set, becomes the group of every file and directory written. On
-// error the previous version is left intact and nothing new is left behind.
+// gid, when set, becomes the group of every file and directory written, and
+// every file becomes group-readable (see FileMode). A write that fails
+// before the switch leaves the previous version as it was and nothing new
+// behind; one that fails after it leaves the new version readable. Either
+// way the next WriteFileSet repairs the rest, including what a killed
+// writer left: stale temporary links and version directories that "..data"
+// does not name.
+//
+// Errors name files relative to dir, never dir itself or a version
+// directory, so that repeated failures read the same.
 func WriteFileSet(dir string, files []File, gid *int64) (err error) {
 	if err := ValidateFileSet(files); err != nil {
 		return err
 	}
-	old, err := os.Readlink(filepath.Join(dir, DataDir))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("read current version: %w", err)
-	}
-	version, err := os.MkdirTemp(dir, time.Now().UTC().Format("..2006_01_02_15_04_05."))
+	version, err := newVersionName()
 	if err != nil {
-		return fmt.Errorf("create version directory: %w", err)
+		return err
 	}
+	vpath := filepath.Join(dir, version)
+	if err := os.Mkdir(vpath, 0o700); err != nil {
+		return fmt.Errorf("create version directory: %w", StripPath(err))
+	}
+	swapped := false
 	defer func() {
-		if err != nil {
-			os.RemoveAll(version)
+		// Before the switch the new version is garbage; after it, it is
+		// what readers see and must stay.
+		if err != nil && !swapped {
+			os.RemoveAll(vpath)
 		}
 	}()
-	if err := writeVersion(version, files, gid); err != nil {
+	if err := writeVersion(vpath, files, gid); err != nil {
 		return err
 	}
-	if err := swapSymlink(dir, dataTmp, DataDir, filepath.Base(version)); err != nil {
+	if err := failpoint.Inject(FailBeforeSwap); err != nil {
 		return err
 	}
-	// From here on the new version is live; what remains is tidying up, and
-	// a failure leaves a readable volume, so it is reported but not undone.
+	if err := swapSymlink(dir, dataTmp, DataDir, version); err != nil {
+		return err
+	}
+	swapped = true
+	if err := failpoint.Inject(FailAfterSwap); err != nil {
+		return err
+	}
 	if err := syncTopLevel(dir, files); err != nil {
 		return err
 	}
-	if old != "" && old != filepath.Base(version) {
-		if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
-			return fmt.Errorf("remove previous version: %w", err)
-		}
+	if err := failpoint.Inject(FailAfterLinks); err != nil {
+		return err
 	}
-	return nil
+	return removeStale(dir, version)
+}
+
+// newVersionName returns a fresh version directory name. Random rather than
+// a timestamp: names then carry nothing a user could mistake for meaning.
+func newVersionName() (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("name version directory: %w", err)
+	}
+	return versionPrefix + hex.EncodeToString(b[:]), nil
+}
+
+// FileMode is the mode a file of mode m gets in a set written for group
+// gid: the rule kubelet applies to Secret volumes with an fsGroup, which
+// adds group read so that "0400" stays readable to a pod running as another
+// user through its fsGroup. Without a group the mode is m's permission bits.
+func FileMode(m fs.FileMode, gid *int64) fs.FileMode {
+	m = m.Perm()
+	if gid != nil {
+		m |= 0o440
+	}
+	return m
 }
 
 func writeVersion(root string, files []File, gid *int64) error {
@@ -82,31 +134,38 @@ func writeVersion(root string, files []File, gid *int64) error {
 			return err
 		}
 		if err := os.WriteFile(p, f.Data, 0o600); err != nil {
-			return fmt.Errorf("write %s: %w", f.Path, err)
+			return fmt.Errorf("write %s: %w", f.Path, StripPath(err))
 		}
 		if gid != nil {
 			if err := os.Lchown(p, 0, int(*gid)); err != nil {
-				return fmt.Errorf("chown %s: %w", f.Path, err)
+				return fmt.Errorf("chown %s: %w", f.Path, StripPath(err))
 			}
 		}
 		// Chmod after writing: WriteFile's mode is filtered by the umask.
-		if err := os.Chmod(p, f.Mode.Perm()); err != nil {
-			return fmt.Errorf("chmod %s: %w", f.Path, err)
+		if err := os.Chmod(p, FileMode(f.Mode, gid)); err != nil {
+			return fmt.Errorf("chmod %s: %w", f.Path, StripPath(err))
+		}
+		if err := failpoint.Inject(FailAfterFile); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// chownMode gives a version directory its group and returns the mode that
-// directories of the set get: closed to others when a group is set.
+// chownMode gives a version directory its group and mode and returns the
+// mode that directories of the set get: closed to others when a group is
+// set.
 func chownMode(dir string, gid *int64, mode fs.FileMode) (fs.FileMode, error) {
 	if gid != nil {
 		mode = 0o750
 		if err := os.Lchown(dir, 0, int(*gid)); err != nil {
-			return 0, fmt.Errorf("chown version directory: %w", err)
+			return 0, fmt.Errorf("chown version directory: %w", StripPath(err))
 		}
 	}
-	return mode, os.Chmod(dir, mode)
+	if err := os.Chmod(dir, mode); err != nil {
+		return 0, fmt.Errorf("chmod version directory: %w", StripPath(err))
+	}
+	return mode, nil
 }
 
 func mkdirAllOwned(root, rel string, mode fs.FileMode, gid *int64) error {
@@ -121,15 +180,15 @@ func mkdirAllOwned(root, rel string, mode fs.FileMode, gid *int64) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("create directory %s: %w", rel, err)
+			return fmt.Errorf("create directory %s: %w", rel, StripPath(err))
 		}
 		if gid != nil {
 			if err := os.Lchown(cur, 0, int(*gid)); err != nil {
-				return fmt.Errorf("chown directory %s: %w", rel, err)
+				return fmt.Errorf("chown directory %s: %w", rel, StripPath(err))
 			}
 		}
 		if err := os.Chmod(cur, mode); err != nil {
-			return fmt.Errorf("chmod directory %s: %w", rel, err)
+			return fmt.Errorf("chmod directory %s: %w", rel, StripPath(err))
 		}
 	}
 	return nil
@@ -140,14 +199,14 @@ func mkdirAllOwned(root, rel string, mode fs.FileMode, gid *int64) error {
 func swapSymlink(dir, tmp, name, target string) error {
 	tmpPath := filepath.Join(dir, tmp)
 	if err := os.Remove(tmpPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove stale %s: %w", tmp, err)
+		return fmt.Errorf("remove stale %s: %w", tmp, StripPath(err))
 	}
 	if err := os.Symlink(target, tmpPath); err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
+		return fmt.Errorf("create %s: %w", tmp, StripPath(err))
 	}
 	if err := os.Rename(tmpPath, filepath.Join(dir, name)); err != nil {
 		os.Remove(tmpPath)
-		return fmt.Errorf("switch %s: %w", name, err)
+		return fmt.Errorf("switch %s: %w", name, StripPath(err))
 	}
 	return nil
 }
@@ -161,7 +220,7 @@ func syncTopLevel(dir string, files []File) error {
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("list volume: %w", err)
+		return fmt.Errorf("list volume: %w", StripPath(err))
 	}
 	have := make(map[string]bool, len(entries))
 	for _, e := range entries {
@@ -169,9 +228,11 @@ func syncTopLevel(dir string, files []File) error {
 		if strings.HasPrefix(name, "..") {
 			continue
 		}
-		if !want[name] {
-			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return fmt.Errorf("remove stale %s: %w", name, err)
+		if !want[name] || e.Type()&fs.ModeSymlink == 0 {
+			// Not ours to keep: a name of an earlier set, or anything that
+			// is not our link (only a writer we do not know makes those).
+			if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+				return fmt.Errorf("remove stale %s: %w", name, StripPath(err))
 			}
 			continue
 		}
@@ -182,8 +243,67 @@ func syncTopLevel(dir string, files []File) error {
 			continue
 		}
 		if err := os.Symlink(filepath.Join(DataDir, name), filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("link %s: %w", name, err)
+			return fmt.Errorf("link %s: %w", name, StripPath(err))
 		}
 	}
 	return nil
+}
+
+// removeStale removes every reserved entry but "..data" and the version it
+// names: the previous version, and whatever a killed writer left.
+func removeStale(dir, current string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list volume: %w", StripPath(err))
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, "..") || name == DataDir || name == current {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("remove previous version: %w", StripPath(err))
+		}
+	}
+	return nil
+}
+
+// StripPath strips the path from a file-system error and keeps its errno, so
+// that callers can still test it (errors.Is ENOSPC) but messages never show
+// the node's paths or version directory names, and kubelet can merge the
+// events of repeated failures.
+func StripPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
+}
+
+// pageSize is tmpfs's unit of space: every file takes whole pages.
+const pageSize = 4096
+
+// shortSymlink is the longest symlink target tmpfs keeps in the inode
+// (SHORT_SYMLINK_LEN, less its NUL); a longer one takes a page.
+const shortSymlink = 127
+
+// SpaceNeeded is the tmpfs space, in bytes, that WriteFileSet needs for
+// files: whole pages per file, and a page per top-level link too long to
+// live in its inode. Directories and short links take none.
+func SpaceNeeded(files []File) int64 {
+	var n int64
+	links := map[string]bool{}
+	for _, f := range files {
+		n += (int64(len(f.Data)) + pageSize - 1) / pageSize * pageSize
+		top := strings.SplitN(f.Path, "/", 2)[0]
+		if !links[top] && len(DataDir)+1+len(top) > shortSymlink {
+			n += pageSize
+		}
+		links[top] = true
+	}
+	return n
 }

@@ -84,8 +84,8 @@ func TestWriteFileSetLayout(t *testing.T) {
 		t.Fatalf("a links to %q (%v), want ..data/a", link, err)
 	}
 	names := visible(t, dir)
-	if len(names) != 4 || !strings.HasPrefix(names[0], "..2") || names[1] != DataDir || names[2] != "a" || names[3] != "sub" {
-		t.Fatalf("volume holds %v, want one version dir, ..data, a, sub", names)
+	if len(names) != 4 || names[0] != DataDir || !strings.HasPrefix(names[1], versionPrefix) || names[2] != "a" || names[3] != "sub" {
+		t.Fatalf("volume holds %v, want ..data, one version dir, a, sub", names)
 	}
 }
 
@@ -159,21 +159,57 @@ func TestWriteFileSetInvalidKeepsPrevious(t *testing.T) {
 	}
 }
 
-func TestWriteFileSetFailureLeavesNothing(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root ignores the permission bits this test relies on")
-	}
+// TestWriteFileSetRepairsLeftovers plants what a killed writer leaves, a
+// temporary link, an unfinished version directory and a stray top-level
+// file: the next write removes all of it.
+func TestWriteFileSetRepairsLeftovers(t *testing.T) {
 	dir := t.TempDir()
 	if err := WriteFileSet(dir, files("a", "1"), nil); err != nil {
 		t.Fatal(err)
 	}
-	before := visible(t, dir)
-	gid := int64(1) // not ours: chown fails mid-write
-	if err := WriteFileSet(dir, files("a", "2"), &gid); err == nil {
-		t.Fatal("chown to a foreign group succeeded without root")
+	if err := os.Symlink("..v_dead", filepath.Join(dir, dataTmp)); err != nil {
+		t.Fatal(err)
 	}
-	if after := visible(t, dir); fmt.Sprint(after) != fmt.Sprint(before) {
-		t.Fatalf("failed write left %v, had %v", after, before)
+	if err := os.MkdirAll(filepath.Join(dir, "..v_dead", "half"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "b"), []byte("not a link"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileSet(dir, files("a", "2", "b", "3"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := readSet(t, dir); fmt.Sprint(got) != "map[a:2 b:3]" {
+		t.Fatalf("set = %v", got)
+	}
+	names := visible(t, dir)
+	if len(names) != 4 || names[0] != DataDir || !strings.HasPrefix(names[1], versionPrefix) || names[1] == "..v_dead" {
+		t.Fatalf("volume holds %v, want ..data, the new version, a, b", names)
+	}
+	if link, err := os.Readlink(filepath.Join(dir, "b")); err != nil || link != "..data/b" {
+		t.Fatalf("b = %q, %v; want the link ..data/b", link, err)
+	}
+}
+
+func TestFileMode(t *testing.T) {
+	gid := int64(2000)
+	for _, tc := range []struct {
+		mode     fs.FileMode
+		gid      *int64
+		want     fs.FileMode
+		readable string
+	}{
+		{0o400, nil, 0o400, "owner only"},
+		{0o440, nil, 0o440, "owner and group"},
+		{0o644, nil, 0o644, "everyone"},
+		{0o400, &gid, 0o440, "owner and fsGroup"},
+		{0o440, &gid, 0o440, "owner and fsGroup"},
+		{0o644, &gid, 0o644, "everyone"},
+		{0o4755, nil, 0o755, "no setuid bit ever"},
+	} {
+		if got := FileMode(tc.mode, tc.gid); got != tc.want {
+			t.Errorf("FileMode(%v, gid set %t) = %v, want %v (%s)", tc.mode, tc.gid != nil, got, tc.want, tc.readable)
+		}
 	}
 }
 

@@ -4,6 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -40,9 +44,22 @@ type Mounter interface {
 	// Unmount unmounts target; a target that is not a mount point is not an
 	// error.
 	Unmount(target string) error
-	// IsMountPoint reports whether target is a mount point; a missing target
-	// is not one.
-	IsMountPoint(target string) (bool, error)
+	// Status reads what is mounted at target from the node's mount table;
+	// a missing target has nothing mounted.
+	Status(target string) (Status, error)
+}
+
+// Status is what the mount table says of one target: the facts a volume's
+// state is derived from, read anew each time rather than remembered, since a
+// killed driver remembers nothing.
+type Status struct {
+	// Mounted: target is a mount point.
+	Mounted bool
+	// Ours: the topmost mount at target is a tmpfs with this package's
+	// Source.
+	Ours bool
+	// ReadOnly: that mount's file system (its superblock) is read-only.
+	ReadOnly bool
 }
 
 // System mounts through the kernel directly. Calling mount(2) instead of
@@ -89,16 +106,55 @@ func (System) Unmount(target string) error {
 	return fmt.Errorf("unmount %s: %w", target, err)
 }
 
-// IsMountPoint implements Mounter. It asks the kernel directly
-// (openat2 with RESOLVE_NO_XDEV, /proc/self/mountinfo on older kernels), as
-// k8s.io/mount-utils does underneath; mount-utils' constructor also probes
-// umount(8) by forking it on a temporary directory, which cost a fork per
-// call here and, while the child held the parent's descriptors, made
-// concurrent read-only remounts fail with EBUSY.
-func (System) IsMountPoint(target string) (bool, error) {
-	ok, err := mountinfo.Mounted(target)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+// Status implements Mounter. It reads /proc/self/mountinfo, about 0.1 ms
+// with a few hundred mounts: the superblock's read-only flag and the mount's
+// source are only there, and a publish needs both.
+func (System) Status(target string) (Status, error) {
+	if _, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) {
+		return Status{}, nil
 	}
-	return ok, err
+	// The last entry is the topmost of mounts stacked on one point.
+	var top *mountinfo.Info
+	_, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		if m.Mountpoint == target {
+			top = m
+		}
+		return true, false
+	})
+	if err != nil {
+		return Status{}, fmt.Errorf("read mount table: %w", err)
+	}
+	if top == nil {
+		return Status{}, nil
+	}
+	return Status{
+		Mounted:  true,
+		Ours:     top.FSType == "tmpfs" && top.Source == Source,
+		ReadOnly: hasOption(top.VFSOptions, "ro"),
+	}, nil
+}
+
+// Mounts lists the mount points of this package's tmpfs volumes below dir.
+func Mounts(dir string) ([]string, error) {
+	prefix := filepath.Clean(dir) + "/"
+	var out []string
+	_, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		if m.FSType == "tmpfs" && m.Source == Source && strings.HasPrefix(m.Mountpoint, prefix) && !slices.Contains(out, m.Mountpoint) {
+			out = append(out, m.Mountpoint)
+		}
+		return true, false
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read mount table: %w", err)
+	}
+	return out, nil
+}
+
+func hasOption(opts, want string) bool {
+	for _, o := range strings.Split(opts, ",") {
+		if o == want {
+			return true
+		}
+	}
+	return false
 }

@@ -23,16 +23,16 @@ func TestSystemTmpfs(t *testing.T) {
 	if err := os.Mkdir(target, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := m.IsMountPoint(target); err != nil || ok {
-		t.Fatalf("IsMountPoint before mount = %v, %v", ok, err)
+	if s, err := m.Status(target); err != nil || s != (Status{}) {
+		t.Fatalf("Status before mount = %+v, %v", s, err)
 	}
 	gid := int64(2000)
 	if err := m.MountTmpfs(target, TmpfsOptions{SizeBytes: 1 << 20, GID: &gid}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Unmount(target, unix.MNT_DETACH) })
-	if ok, err := m.IsMountPoint(target); err != nil || !ok {
-		t.Fatalf("IsMountPoint after mount = %v, %v", ok, err)
+	if s, err := m.Status(target); err != nil || s != (Status{Mounted: true, Ours: true}) {
+		t.Fatalf("Status after mount = %+v, %v; want mounted, ours, writable", s, err)
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(target, &st); err != nil {
@@ -73,6 +73,12 @@ func TestSystemTmpfs(t *testing.T) {
 	if err := m.SetReadOnly(target, true); err != nil {
 		t.Fatal(err)
 	}
+	if s, err := m.Status(target); err != nil || !s.ReadOnly {
+		t.Fatalf("Status after SetReadOnly = %+v, %v; want read-only", s, err)
+	}
+	if mounts, err := Mounts(filepath.Dir(target)); err != nil || len(mounts) != 1 || mounts[0] != target {
+		t.Fatalf("Mounts = %v, %v; want only %s", mounts, err, target)
+	}
 	if err := unix.Mount("", view, "", unix.MS_REMOUNT|unix.MS_BIND|pinnedFlags, ""); err != nil {
 		t.Fatalf("remount the bind read-write: %v", err)
 	}
@@ -99,8 +105,8 @@ func TestSystemTmpfs(t *testing.T) {
 	if err := m.Unmount(target); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := m.IsMountPoint(target); err != nil || ok {
-		t.Fatalf("IsMountPoint after unmount = %v, %v", ok, err)
+	if s, err := m.Status(target); err != nil || s.Mounted {
+		t.Fatalf("Status after unmount = %+v, %v", s, err)
 	}
 	if err := m.Unmount(target); err != nil {
 		t.Fatalf("second unmount = %v, want nil", err)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -23,9 +24,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podsecrets/podsecrets/driver"
+	"github.com/podsecrets/podsecrets/memcg"
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/aws"
+	"github.com/podsecrets/podsecrets/volume"
 )
 
 // gcPercent is the driver's garbage-collection target unless $GOGC is set.
@@ -45,6 +48,8 @@ Run "podsecrets driver -h" for the driver's flags.
 `
 
 func main() {
+	// A volume writer is this binary too; it must not parse flags.
+	memcg.MaybeRunChild()
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
@@ -69,7 +74,15 @@ type config struct {
 	endpoint, nodeID, kubeletRoot, kubeconfig, httpAddr string
 	tmpfsSize, logFormat, logLevel, region, podIdentity string
 	kubeQPS                                             float64
+	nodeVolumeBytes, volumeMemory, cgroupRoot, kubepods string
+	maxWriters                                          int
 }
+
+// Values of --volume-memory.
+const (
+	volumeMemoryPod    = "pod"
+	volumeMemoryDriver = "driver"
+)
 
 func parseFlags(args []string) (*config, error) {
 	c := &config{}
@@ -82,6 +95,13 @@ func parseFlags(args []string) (*config, error) {
 	fs.Float64Var(&c.kubeQPS, "kube-api-qps", 200, "client-side limit on API server requests per second (burst is twice this)")
 	fs.StringVar(&c.httpAddr, "http-addr", ":9808", "listen address for /healthz, /readyz and /metrics (empty disables)")
 	fs.StringVar(&c.tmpfsSize, "tmpfs-size", "8Mi", "size limit of each volume's tmpfs (a quantity such as 8Mi)")
+	fs.StringVar(&c.nodeVolumeBytes, "max-node-volume-bytes", "1Gi",
+		"limit on the bytes of all secrets volumes of the node together (a quantity; 0 for none)")
+	fs.IntVar(&c.maxWriters, "max-concurrent-writes", 4, "publishes writing their files at once; the others wait")
+	fs.StringVar(&c.volumeMemory, "volume-memory", volumeMemoryPod,
+		"whose memory cgroup pays for a volume's pages: pod (written by a child process in the pod's cgroup) or driver")
+	fs.StringVar(&c.cgroupRoot, "cgroup-root", memcg.DefaultRoot, "where the host's cgroup file system is mounted in the driver's container")
+	fs.StringVar(&c.kubepods, "kubepods-cgroup", memcg.DefaultParent, "kubelet's cgroup of all pods, relative to the cgroup root (kubelet's --cgroup-root plus kubepods)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", envOr("PODSECRETS_LOG_LEVEL", "info"), "log level: debug, info, warn or error; $PODSECRETS_LOG_LEVEL sets the default")
 	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"),
@@ -95,8 +115,13 @@ func parseFlags(args []string) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if c.nodeID == "" {
+	switch {
+	case c.nodeID == "":
 		return nil, errors.New("-node-id (or $NODE_NAME) is required")
+	case c.volumeMemory != volumeMemoryPod && c.volumeMemory != volumeMemoryDriver:
+		return nil, fmt.Errorf("-volume-memory %q: want pod or driver", c.volumeMemory)
+	case c.maxWriters < 1:
+		return nil, fmt.Errorf("-max-concurrent-writes %d: want at least 1", c.maxWriters)
 	}
 	return c, nil
 }
@@ -140,6 +165,20 @@ func runDriver(args []string) error {
 	if err != nil || size.Value() <= 0 {
 		return fmt.Errorf("-tmpfs-size %q: want a positive quantity such as 8Mi", c.tmpfsSize)
 	}
+	nodeLimit, err := resource.ParseQuantity(c.nodeVolumeBytes)
+	if err != nil || nodeLimit.Value() < 0 {
+		return fmt.Errorf("-max-node-volume-bytes %q: want a quantity such as 1Gi, or 0", c.nodeVolumeBytes)
+	}
+	var writer volume.Writer = volume.InProcess{}
+	if c.volumeMemory == volumeMemoryPod {
+		// Fail at start, not at every mount, when pods' cgroups cannot be
+		// reached (a missing hostPath of the cgroup file system).
+		if _, err := memcg.PodCgroup(c.cgroupRoot, c.kubepods, "0"); errors.Is(err, memcg.ErrNoMemoryController) {
+			return fmt.Errorf("-volume-memory=pod: no memory cgroup controller under -cgroup-root %s "+
+				"(mount the host's /sys/fs/cgroup there, or set -volume-memory=driver): %w", c.cgroupRoot, err)
+		}
+		writer = &memcg.Writer{Root: c.cgroupRoot, Parent: c.kubepods}
+	}
 	if os.Getenv("GOGC") == "" {
 		// A DaemonSet's memory is paid on every node; a burst of publishes
 		// is rare and short. Collect at 50% heap growth instead of 100%.
@@ -178,16 +217,27 @@ func runDriver(args []string) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	d := driver.New(driver.Options{
+	d, err := driver.New(driver.Options{
 		NodeID:    c.nodeID,
 		Version:   version,
 		Providers: provider.NewRegistry(awsProvider),
 		Classes:   driver.KubeClasses{Client: dyn},
-		Mounter:   mount.System{},
-		TmpfsSize: size.Value(),
-		Logger:    log,
-		Metrics:   driver.NewMetrics(reg),
+		Volumes: volume.New(volume.Options{
+			Mounter:    mount.System{},
+			Writer:     writer,
+			TmpfsSize:  size.Value(),
+			NodeLimit:  nodeLimit.Value(),
+			MaxWriters: c.maxWriters,
+		}),
+		Logger:  log,
+		Metrics: driver.NewMetrics(reg),
 	})
+	if err != nil {
+		return err
+	}
+	if err := d.Recover(filepath.Join(c.kubeletRoot, "pods")); err != nil {
+		return err
+	}
 	return serve(ctx, c, socket, d, reg, log)
 }
 

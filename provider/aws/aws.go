@@ -266,6 +266,7 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 	resp, err := p.fetchRegion(ctx, id, cfg, region, false)
 	if err == nil {
 		p.log.Debug("aws: fetched", append(logArgs, "region", region, "objects", len(cfg.Objects), "duration", time.Since(start))...)
+		resp.Warnings = cfg.warnings(req.Class)
 		return resp, nil
 	}
 	if cfg.FailoverRegion == "" || !errors.Is(err, provider.ErrUnavailable) || ctx.Err() != nil {
@@ -284,6 +285,7 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 		return nil, ferr
 	}
 	p.log.Debug("aws: fetched from the failover region", append(logArgs, "region", cfg.FailoverRegion, "objects", len(cfg.Objects), "duration", time.Since(start))...)
+	resp.Warnings = cfg.warnings(req.Class)
 	return resp, nil
 }
 

@@ -3,9 +3,9 @@ package aws
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"regexp"
 	"slices"
 	"sort"
@@ -17,6 +17,7 @@ import (
 	"github.com/jmespath/go-jmespath"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 )
 
@@ -42,10 +43,8 @@ const (
 const labelCurrent = "AWSCURRENT"
 
 const (
-	defaultMode        fs.FileMode = 0o644
-	maxObjectsYAML                 = 1 << 20 // bytes; Kubernetes objects are smaller anyway
-	maxFileNameElement             = 255     // bytes, the usual NAME_MAX
-	maxFilePath                    = 4096    // bytes, the usual PATH_MAX
+	defaultMode    fs.FileMode = 0o644
+	maxObjectsYAML             = 1 << 20 // bytes; Kubernetes objects are smaller anyway
 )
 
 // config is spec.parameters, parsed and validated once per Fetch.
@@ -65,6 +64,19 @@ type config struct {
 	// Ignored lists the unknown keys that were ignored (top-level keys and
 	// object fields), for a debug log line.
 	Ignored []string
+	// Unknown are the ignored keys of objects entries (the object fields
+	// part of Ignored), which Fetch reports as warnings.
+	Unknown []unknownKey
+}
+
+// unknownKey is a key of an objects entry (or of its failoverObject or a
+// jmesPath entry) that names no field. It is ignored, as the incumbent
+// provider does, and reported.
+type unknownKey struct {
+	// Loc is where the key is, like objects[0].objectAlais, for messages.
+	Loc string
+	// Suggest is the known key it is likely a typo of, or "".
+	Suggest string
 }
 
 // ref names one version of a store object.
@@ -311,35 +323,28 @@ func translatePath(name string, sep rune) string {
 	return strings.ReplaceAll(name, "/", string(sep))
 }
 
-// checkFileName reports why p can't be a file path relative to the volume
-// root, or nil.
-func checkFileName(p string) error {
-	switch {
-	case p == "":
-		return fmt.Errorf("empty file name")
-	case len(p) > maxFilePath:
-		return fmt.Errorf("file name is longer than %d bytes", maxFilePath)
-	case strings.HasPrefix(p, "/"):
-		return fmt.Errorf("file name %q is absolute (pathTranslation is off); set objectAlias or pathTranslation", p)
-	case !utf8.ValidString(p):
-		return fmt.Errorf("file name %q is not valid UTF-8", p)
-	case strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return fmt.Errorf("file name %q contains a control character", p)
+// validateFileName checks p, the file name that field (written as written)
+// gives after pathTranslation, with the rules of the mount package, which
+// writes the files: a class the driver can't mount is refused when it is
+// parsed, before any store call. The message names the field and the name as
+// written; mount's message adds the translated name, and hints say what to
+// change.
+func validateFileName(field, written, p string) error {
+	err := mount.ValidatePath(p)
+	if err == nil {
+		return nil
 	}
-	for _, el := range strings.Split(p, "/") {
-		switch {
-		case el == "..":
-			return fmt.Errorf("file name %q has a \"..\" element", p)
-		case el == "." || el == "":
-			return fmt.Errorf("file name %q is not a clean relative path", p)
-		case len(el) > maxFileNameElement:
-			return fmt.Errorf("file name %q has an element longer than %d bytes; set objectAlias", p, maxFileNameElement)
+	msg := err.Error()
+	var ne *mount.NameError
+	if errors.As(err, &ne) {
+		switch ne.Rule {
+		case mount.NameAbsolute:
+			msg += " (pathTranslation is off); set objectAlias or pathTranslation"
+		case mount.NameLongElement:
+			msg += "; set objectAlias"
 		}
 	}
-	if path.Clean(p) != p {
-		return fmt.Errorf("file name %q is not a clean relative path", p)
-	}
-	return nil
+	return fmt.Errorf("%s %s: %s", field, mount.QuoteName(written), msg)
 }
 
 // arnInfo is what an ARN objectName tells about the object.
@@ -431,14 +436,14 @@ func (cfg *config) parseObjects(text string) error {
 		if _, ok := m["objectTemplate"]; ok {
 			return invalidf("objects[%d] (objectName %q): objectTemplate is not supported", i, raws[i].ObjectName)
 		}
-		cfg.Ignored = append(cfg.Ignored, unknownKeys(fmt.Sprintf("objects[%d].", i), m, knownObjectFields)...)
+		cfg.unknownKeys(fmt.Sprintf("objects[%d]", i), m, knownObjectFields)
 		if fo, ok := m["failoverObject"].(map[string]any); ok {
-			cfg.Ignored = append(cfg.Ignored, unknownKeys(fmt.Sprintf("objects[%d].failoverObject.", i), fo, knownFailoverFields)...)
+			cfg.unknownKeys(fmt.Sprintf("objects[%d].failoverObject", i), fo, knownFailoverFields)
 		}
 		if js, ok := m["jmesPath"].([]any); ok {
 			for j, e := range js {
 				if em, ok := e.(map[string]any); ok {
-					cfg.Ignored = append(cfg.Ignored, unknownKeys(fmt.Sprintf("objects[%d].jmesPath[%d].", i, j), em, knownJMESFields)...)
+					cfg.unknownKeys(fmt.Sprintf("objects[%d].jmesPath[%d]", i, j), em, knownJMESFields)
 				}
 			}
 		}
@@ -455,16 +460,134 @@ func (cfg *config) parseObjects(text string) error {
 	return nil
 }
 
-// unknownKeys lists the keys of m not in known, sorted, with prefix.
-func unknownKeys(prefix string, m map[string]any, known []string) []string {
-	var out []string
+// unknownKeys records the keys of m, the entry at loc, that are not in
+// known, sorted. A key equal to a known one but for letter case is known:
+// the decoder matches field names regardless of case.
+func (cfg *config) unknownKeys(loc string, m map[string]any, known []string) {
+	var keys []string
 	for k := range m {
 		if !slices.ContainsFunc(known, func(n string) bool { return strings.EqualFold(n, k) }) {
-			out = append(out, prefix+k)
+			keys = append(keys, k)
 		}
 	}
-	sort.Strings(out)
-	return out
+	sort.Strings(keys)
+	for _, k := range keys {
+		cfg.Ignored = append(cfg.Ignored, loc+"."+k)
+		cfg.Unknown = append(cfg.Unknown, unknownKey{Loc: keyLoc(loc, k), Suggest: closestKey(k, known)})
+	}
+}
+
+// keyLoc names key k of the entry at loc: loc.k, or loc["k"] when k is not
+// a plain identifier (keys are untrusted and end up in events).
+func keyLoc(loc, k string) string {
+	plain := len(k) <= maxKeyShown && !strings.ContainsFunc(k, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	})
+	if plain && k != "" {
+		return loc + "." + k
+	}
+	if len(k) <= maxKeyShown {
+		return fmt.Sprintf("%s[%q]", loc, k)
+	}
+	n := maxKeyShown
+	for n > 0 && !utf8.RuneStart(k[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s[%q...]", loc, k[:n])
+}
+
+const (
+	// maxKeyShown bounds how much of an unknown key a message quotes.
+	maxKeyShown = 64
+	// maxKeyWarnings bounds the warnings (and so the pod events) of one
+	// fetch; the rest are counted in one more warning.
+	maxKeyWarnings = 10
+	// maxSuggestDistance is the largest edit distance between an unknown key
+	// and the known key it is taken for a typo of.
+	maxSuggestDistance = 3
+)
+
+// ReasonUnknownParameterKey is the Warning reason of an ignored key.
+const ReasonUnknownParameterKey = "UnknownParameterKey"
+
+// warnings reports cfg's ignored object keys for class ("namespace/name").
+// They are built per fetch because classes with equal parameters share one
+// parsed config.
+func (cfg *config) warnings(class string) []provider.Warning {
+	if len(cfg.Unknown) == 0 {
+		return nil
+	}
+	ws := make([]provider.Warning, 0, min(len(cfg.Unknown), maxKeyWarnings+1))
+	for i, u := range cfg.Unknown {
+		if i == maxKeyWarnings {
+			ws = append(ws, provider.Warning{Reason: ReasonUnknownParameterKey, Message: fmt.Sprintf(
+				"SecretProviderClass %s: %d more unknown keys in objects, ignored", class, len(cfg.Unknown)-i)})
+			break
+		}
+		msg := fmt.Sprintf("SecretProviderClass %s: %s: unknown key, ignored", class, u.Loc)
+		if u.Suggest != "" {
+			msg += fmt.Sprintf("; did you mean %q?", u.Suggest)
+		}
+		ws = append(ws, provider.Warning{Reason: ReasonUnknownParameterKey, Message: msg})
+	}
+	return ws
+}
+
+// closestKey is the key of known nearest to key by edit distance, letter
+// case ignored and a swap of neighbours counting as one edit, if it is near
+// enough to be a likely typo: at most maxSuggestDistance edits and at most
+// half as many as key has characters. Ties go to the earlier known key.
+func closestKey(key string, known []string) string {
+	k := []rune(strings.ToLower(key))
+	best, bestD := "", maxSuggestDistance+1
+	for _, n := range known {
+		nr := []rune(strings.ToLower(n))
+		if abs(len(nr)-len(k)) >= bestD { // the distance is at least that
+			continue
+		}
+		if d := editDistance(k, nr); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if best == "" || bestD > len(k)/2 {
+		return ""
+	}
+	return best
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// editDistance is the optimal string alignment distance of a and b: the
+// fewest insertions, deletions, substitutions and swaps of neighbours that
+// turn a into b, no substring edited twice.
+func editDistance(a, b []rune) int {
+	// d[i][j] is the distance of a[:i] and b[:j]; three rows suffice.
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }
 
 func (cfg *config) parseObject(i int, r *rawObject, owners *fileOwners) (object, error) {
@@ -541,9 +664,13 @@ func (cfg *config) parseObject(i int, r *rawObject, owners *fileOwners) (object,
 	if alias == "" {
 		alias = o.Name
 	}
+	field := "objectAlias"
+	if r.ObjectAlias == "" {
+		field = "objectName" // the file is named after the object
+	}
 	o.Path = translatePath(alias, cfg.Translate)
-	if err := checkFileName(o.Path); err != nil {
-		return o, fail("objectAlias: %v", err)
+	if err := validateFileName(field, alias, o.Path); err != nil {
+		return o, fail("%v", err)
 	}
 	mode, err := r.FilePermission.mode()
 	if err != nil {
@@ -570,8 +697,8 @@ func (cfg *config) parseObject(i int, r *rawObject, owners *fileOwners) (object,
 			return o, jfail("path %q: not a JMESPath expression", rj.Path)
 		}
 		e := jmesEntry{Expr: rj.Path, expr: expr, Path: translatePath(rj.ObjectAlias, cfg.Translate)}
-		if err := checkFileName(e.Path); err != nil {
-			return o, jfail("objectAlias: %v", err)
+		if err := validateFileName("objectAlias", rj.ObjectAlias, e.Path); err != nil {
+			return o, jfail("%v", err)
 		}
 		if e.Mode, err = rj.FilePermission.mode(); err != nil {
 			return o, jfail("%v", err)

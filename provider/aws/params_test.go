@@ -1,14 +1,18 @@
 package aws
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
+	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 )
 
@@ -71,9 +75,17 @@ func TestParseParameters(t *testing.T) {
 			params: map[string]string{"pathTranslation": "False", "objects": "- objectName: app/db\n  objectType: secretsmanager\n"},
 			want:   []wantObj{{typ: typeSecretsManager, name: "app/db", path: "app/db", mode: 0o644}},
 		},
-		"translated dot-dot is a harmless name": {
-			params: map[string]string{"objects": "- objectName: db\n  objectType: secretsmanager\n  objectAlias: ../../etc/passwd\n"},
-			want:   []wantObj{{typ: typeSecretsManager, name: "db", path: ".._.._etc_passwd", mode: 0o644}},
+		"dots inside names and below the top level are fine": {
+			params: map[string]string{"pathTranslation": "False", "objects": `
+- {objectName: db, objectType: secretsmanager, objectAlias: .env}
+- {objectName: db2, objectType: secretsmanager, objectAlias: a..b}
+- {objectName: db3, objectType: secretsmanager, objectAlias: dir/..data}
+`},
+			want: []wantObj{
+				{typ: typeSecretsManager, name: "db", path: ".env", mode: 0o644},
+				{typ: typeSecretsManager, name: "db2", path: "a..b", mode: 0o644},
+				{typ: typeSecretsManager, name: "db3", path: "dir/..data", mode: 0o644},
+			},
 		},
 		"ssm version as a YAML number": {
 			params: map[string]string{"objects": "- objectName: url\n  objectType: ssmparameter\n  objectVersion: 3\n"},
@@ -250,14 +262,65 @@ func TestParseParametersErrors(t *testing.T) {
 		},
 		"absolute without translation": {
 			params: map[string]string{"pathTranslation": "False", "objects": "- {objectName: /app/db, objectType: ssmparameter}"},
-			want:   `objects[0] (objectName "/app/db"): objectAlias: file name "/app/db" is absolute`,
+			want:   `objects[0] (objectName "/app/db"): objectName "/app/db": file name "/app/db" is absolute (pathTranslation is off); set objectAlias or pathTranslation`,
+			exact:  true,
 		},
-		"dot-dot alias":                 {params: sm("  objectAlias: ..\n"), want: `file name ".." has a ".." element`},
-		"dot alias":                     {params: sm("  objectAlias: .\n"), want: `not a clean relative path`},
-		"dot-dot element untranslated":  {params: map[string]string{"pathTranslation": "False", "objects": "- {objectName: db, objectType: secretsmanager, objectAlias: a/../../b}"}, want: `has a ".." element`},
-		"empty element untranslated":    {params: map[string]string{"pathTranslation": "False", "objects": "- {objectName: db, objectType: secretsmanager, objectAlias: a//b}"}, want: `not a clean relative path`},
-		"control character in alias":    {params: sm("  objectAlias: \"a\\nb\"\n"), want: "control character"},
-		"long name needs an alias":      {params: sm("  objectAlias: " + strings.Repeat("x", 300) + "\n"), want: "longer than 255 bytes"},
+		"absolute alias without translation": {
+			params: map[string]string{"pathTranslation": "False", "objects": "- {objectName: db, objectType: ssmparameter, objectAlias: /x}"},
+			want:   `objects[0] (objectName "db"): objectAlias "/x": file name "/x" is absolute (pathTranslation is off); set objectAlias or pathTranslation`,
+			exact:  true,
+		},
+		"dot-dot alias":                {params: sm("  objectAlias: ..\n"), want: `objects[0] (objectName "db"): objectAlias "..": file name ".." has a ".." element`, exact: true},
+		"dot alias":                    {params: sm("  objectAlias: .\n"), want: `objects[0] (objectName "db"): objectAlias ".": file name "." has a "." element`, exact: true},
+		"dot-dot element untranslated": {params: map[string]string{"pathTranslation": "False", "objects": "- {objectName: db, objectType: secretsmanager, objectAlias: a/../../b}"}, want: `objects[0] (objectName "db"): objectAlias "a/../../b": file name "a/../../b" has a ".." element`, exact: true},
+		"parent untranslated":          {params: map[string]string{"pathTranslation": "False", "objects": "- {objectName: db, objectType: secretsmanager, objectAlias: ../x}"}, want: `objects[0] (objectName "db"): objectAlias "../x": file name "../x" has a ".." element`, exact: true},
+		"parent translated": {
+			params: sm("  objectAlias: ../x\n"),
+			want:   `objects[0] (objectName "db"): objectAlias "../x": file name ".._x" starts with "..", reserved for the volume's "..data" layout`,
+			exact:  true,
+		},
+		"parent translated from objectName": {
+			params: map[string]string{"objects": "- {objectName: a, objectType: secretsmanager}\n- {objectName: ../../etc/passwd, objectType: secretsmanager}"},
+			want:   `objects[1] (objectName "../../etc/passwd"): objectName "../../etc/passwd": file name ".._.._etc_passwd" starts with "..", reserved for the volume's "..data" layout`,
+			exact:  true,
+		},
+		"reserved alias ..data": {
+			params: sm("  objectAlias: ..data\n"),
+			want:   `objects[0] (objectName "db"): objectAlias "..data": file name "..data" starts with "..", reserved for the volume's "..data" layout`,
+			exact:  true,
+		},
+		"reserved alias ..x":           {params: sm("  objectAlias: ..x\n"), want: `objects[0] (objectName "db"): objectAlias "..x": file name "..x" starts with ".."`},
+		"reserved alias ..data_tmp":    {params: sm("  objectAlias: ..data_tmp\n"), want: `objects[0] (objectName "db"): objectAlias "..data_tmp": file name "..data_tmp" starts with ".."`},
+		"reserved version directory":   {params: sm("  objectAlias: ..2026_01_02_03_04_05.1\n"), want: `objectAlias "..2026_01_02_03_04_05.1": file name "..2026_01_02_03_04_05.1" starts with ".."`},
+		"reserved objectName":          {params: map[string]string{"objects": "- {objectName: ..data, objectType: ssmparameter}"}, want: `objects[0] (objectName "..data"): objectName "..data": file name "..data" starts with ".."`},
+		"reserved directory":           {params: map[string]string{"pathTranslation": "False", "objects": "- {objectName: db, objectType: secretsmanager, objectAlias: ..data/x}"}, want: `objectAlias "..data/x": file name "..data/x" starts with ".."`},
+		"empty element untranslated":   {params: map[string]string{"pathTranslation": "False", "objects": "- {objectName: db, objectType: secretsmanager, objectAlias: a//b}"}, want: `objects[0] (objectName "db"): objectAlias "a//b": file name "a//b" has an empty element`, exact: true},
+		"trailing slash untranslated":  {params: map[string]string{"pathTranslation": "False", "objects": "- {objectName: db, objectType: secretsmanager, objectAlias: a/}"}, want: `file name "a/" has an empty element`},
+		"control character in alias":   {params: sm("  objectAlias: \"a\\nb\"\n"), want: `objects[0] (objectName "db"): objectAlias "a\nb": file name "a\nb" contains a control character`, exact: true},
+		"tab in alias":                 {params: sm("  objectAlias: \"a\\tb\"\n"), want: `objectAlias "a\tb": file name "a\tb" contains a control character`},
+		"DEL in alias":                 {params: sm("  objectAlias: \"a\\x7Fb\"\n"), want: `objectAlias "a\x7fb": file name "a\x7fb" contains a control character`},
+		"NUL in alias":                 {params: sm("  objectAlias: \"a\\0b\"\n"), want: `objectAlias "a\x00b": file name "a\x00b" contains a NUL byte`},
+		"control character translated": {params: withKV(sm("  objectAlias: \"a/\\x1Fb\"\n"), "pathTranslation", "-"), want: `objectAlias "a/\x1fb": file name "a-\x1fb" contains a control character`},
+		"long name needs an alias":     {params: sm("  objectAlias: " + strings.Repeat("x", 300) + "\n"), want: `file name "` + strings.Repeat("x", 300) + `" has an element longer than 255 bytes; set objectAlias`},
+		"path too long": {
+			params: map[string]string{"pathTranslation": "False", "objects": "- {objectName: db, objectType: secretsmanager, objectAlias: " + strings.Repeat("x/", 2048) + "x}"},
+			want:   `objects[0] (objectName "db"): objectAlias "` + strings.Repeat("x/", 32) + `"...: file name "` + strings.Repeat("x/", 32) + `"... is longer than 4096 bytes`,
+			exact:  true,
+		},
+		"jmesPath reserved alias": {
+			params: sm("  jmesPath: [{path: a, objectAlias: ..data}]\n"),
+			want:   `objects[0] (objectName "db") jmesPath[0]: objectAlias "..data": file name "..data" starts with "..", reserved for the volume's "..data" layout`,
+			exact:  true,
+		},
+		"jmesPath parent alias": {
+			params: sm("  jmesPath: [{path: a, objectAlias: ok}, {path: b, objectAlias: ../x}]\n"),
+			want:   `objects[0] (objectName "db") jmesPath[1]: objectAlias "../x": file name ".._x" starts with ".."`,
+		},
+		"jmesPath control character": {
+			params: sm("  jmesPath: [{path: a, objectAlias: \"x\\ry\"}]\n"),
+			want:   `objects[0] (objectName "db") jmesPath[0]: objectAlias "x\ry": file name "x\ry" contains a control character`,
+			exact:  true,
+		},
 		"ssm version and label":         {params: map[string]string{"objects": "- {objectName: url, objectType: ssmparameter, objectVersion: '2', objectVersionLabel: prod}"}, want: `objects[0] (objectName "url"): objectVersion "2" and objectVersionLabel "prod": SSM parameters take one of them, not both`},
 		"ssm version not a number":      {params: map[string]string{"objects": "- {objectName: url, objectType: ssmparameter, objectVersion: abc}"}, want: `objectVersion "abc": SSM parameter versions are positive integers`},
 		"ssm label starting with digit": {params: map[string]string{"objects": "- {objectName: url, objectType: ssmparameter, objectVersionLabel: 1a}"}, want: `objectVersionLabel "1a": not an SSM parameter label`},
@@ -463,6 +526,9 @@ func FuzzParseObjects(f *testing.F) {
 					t.Fatalf("accepted file name %q with element %q", p, el)
 				}
 			}
+			if err := mount.ValidatePath(p); err != nil {
+				t.Fatalf("accepted file name %q, which the mount layer refuses: %v", p, err)
+			}
 			if cfg.Translate != 0 && strings.Contains(p, "/") {
 				t.Fatalf("translation %q left a slash in %q", cfg.Translate, p)
 			}
@@ -519,8 +585,288 @@ func FuzzTranslatePath(f *testing.F) {
 		if strings.ReplaceAll(got, string(sep), "/") != strings.ReplaceAll(name, string(sep), "/") {
 			t.Fatalf("translatePath(%q, %q) = %q changed other characters", name, sep, got)
 		}
-		if checkFileName(got) == nil && !filepath.IsLocal(got) {
-			t.Fatalf("checkFileName accepted %q, which is not local", got)
+		if mount.ValidatePath(got) == nil && !filepath.IsLocal(got) {
+			t.Fatalf("mount.ValidatePath accepted %q, which is not local", got)
 		}
 	})
+}
+
+func TestClosestKey(t *testing.T) {
+	tests := map[string]struct {
+		key   string
+		known []string
+		want  string
+	}{
+		"swap":                  {key: "objectAlais", known: knownObjectFields, want: "objectAlias"},
+		"missing letter":        {key: "objectNme", known: knownObjectFields, want: "objectName"},
+		"extra letter":          {key: "objectTypee", known: knownObjectFields, want: "objectType"},
+		"case and typo":         {key: "OBJECTALAIS", known: knownObjectFields, want: "objectAlias"},
+		"case only":             {key: "ObjectAlias", known: knownObjectFields, want: "objectAlias"},
+		"three edits":           {key: "objVersion", known: knownObjectFields, want: "objectVersion"},
+		"three edits, long key": {key: "fileprmision", known: knownObjectFields, want: "filePermission"},
+		"four edits":            {key: "objectVrsnLbl", known: knownObjectFields, want: ""},
+		"jmesPath field":        {key: "pth", known: knownJMESFields, want: "path"},
+		"short key, far":        {key: "x", known: knownJMESFields, want: ""},
+		"more than half":        {key: "pa", known: knownJMESFields, want: ""},
+		"failover field":        {key: "objectVersionLable", known: knownFailoverFields, want: "objectVersionLabel"},
+		"nothing near":          {key: "objectTemplat", known: knownObjectFields, want: ""},
+		"empty key":             {key: "", known: knownObjectFields, want: ""},
+		"no known keys":         {key: "path", known: nil, want: ""},
+		"unicode":               {key: "päth", known: knownJMESFields, want: "path"},
+		"tie goes to the first": {key: "ab", known: []string{"ax", "ay"}, want: "ax"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := closestKey(tc.key, tc.known); got != tc.want {
+				t.Errorf("closestKey(%q) = %q, want %q", tc.key, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"a", "", 1}, {"", "abc", 3}, {"abc", "abc", 0},
+		{"abc", "acb", 1}, {"objectalais", "objectalias", 1}, {"kitten", "sitting", 3},
+		{"ca", "abc", 3}, // optimal string alignment: no edit of a swapped pair
+		{"päth", "path", 1},
+	}
+	for _, tc := range tests {
+		if got := editDistance([]rune(tc.a), []rune(tc.b)); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+		if got := editDistance([]rune(tc.b), []rune(tc.a)); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.b, tc.a, got, tc.want)
+		}
+	}
+}
+
+func TestUnknownKeyWarnings(t *testing.T) {
+	const class = "app/db"
+	w := func(msg string) provider.Warning {
+		return provider.Warning{Reason: "UnknownParameterKey", Message: "SecretProviderClass app/db: " + msg}
+	}
+	tests := map[string]struct {
+		params map[string]string
+		want   []provider.Warning
+	}{
+		"clean class": {
+			params: map[string]string{"region": "us-east-1", "objects": "- {objectName: db, objectType: secretsmanager, objectAlias: x, jmesPath: [{path: a, objectAlias: y}]}"},
+		},
+		"letter case of a known key": {
+			params: map[string]string{"objects": "- {objectName: db, objecttype: secretsmanager, OBJECTALIAS: x}"},
+		},
+		"unknown top-level keys are only logged": {
+			params: map[string]string{"objects": "- {objectName: db, objectType: secretsmanager}", "regoin": "us-east-1", "csi.storage.k8s.io/pod.name": "web-0"},
+		},
+		"typo": {
+			params: map[string]string{"objects": "- {objectName: db, objectType: secretsmanager, objectAlais: x}"},
+			want:   []provider.Warning{w(`objects[0].objectAlais: unknown key, ignored; did you mean "objectAlias"?`)},
+		},
+		"nothing close": {
+			params: map[string]string{"objects": "- {objectName: db, objectType: secretsmanager, rotation: daily}"},
+			want:   []provider.Warning{w(`objects[0].rotation: unknown key, ignored`)},
+		},
+		"nested entries, in order": {
+			params: map[string]string{"failoverRegion": "us-west-2", "objects": `
+- objectName: a
+  objectType: secretsmanager
+  objectAlias: a
+  failoverObject: {objectName: b, objectVersionLable: AWSPREVIOUS}
+- objectName: db
+  objectType: secretsmanager
+  zzz: 1
+  filePermision: "0600"
+  jmesPath:
+    - {path: a, objectAlias: x}
+    - {path: b, objectAlias: y, pth: c}
+`},
+			want: []provider.Warning{
+				w(`objects[0].failoverObject.objectVersionLable: unknown key, ignored; did you mean "objectVersionLabel"?`),
+				w(`objects[1].filePermision: unknown key, ignored; did you mean "filePermission"?`),
+				w(`objects[1].zzz: unknown key, ignored`),
+				w(`objects[1].jmesPath[1].pth: unknown key, ignored; did you mean "path"?`),
+			},
+		},
+		"odd keys are quoted": {
+			params: map[string]string{"objects": "- {objectName: db, objectType: secretsmanager, \"object Alias\": x, \"a\\nb\": y, \"" + strings.Repeat("k", 70) + "\": z}"},
+			want: []provider.Warning{
+				w(`objects[0]["a\nb"]: unknown key, ignored`),
+				w(`objects[0]["` + strings.Repeat("k", 64) + `"...]: unknown key, ignored`),
+				w(`objects[0]["object Alias"]: unknown key, ignored; did you mean "objectAlias"?`),
+			},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := parseParameters(tc.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.warnings(class); !slices.Equal(got, tc.want) {
+				t.Errorf("warnings:\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnknownKeyWarningsAreBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("- objectName: db\n  objectType: secretsmanager\n")
+	for i := range 25 {
+		fmt.Fprintf(&b, "  extra%02d: x\n", i)
+	}
+	cfg, err := parseParameters(map[string]string{"objects": b.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := cfg.warnings("app/db")
+	if len(ws) != maxKeyWarnings+1 {
+		t.Fatalf("%d warnings, want %d", len(ws), maxKeyWarnings+1)
+	}
+	if last := ws[len(ws)-1]; last.Message != "SecretProviderClass app/db: 15 more unknown keys in objects, ignored" || last.Reason != ReasonUnknownParameterKey {
+		t.Errorf("last warning = %+v", last)
+	}
+}
+
+// TestFetchWarnings checks that a class with a mistyped key mounts, as with
+// the incumbent provider, and says so in the response; classes sharing a
+// parse each get their own name in the message.
+func TestFetchWarnings(t *testing.T) {
+	e := newEnv(t)
+	e.secret(east, "db", "v")
+	params := map[string]string{"objects": sm("db", "objectAlais: password")}
+	req := e.request(params)
+	resp, err := e.p.Fetch(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Files) != 1 || resp.Files[0].Path != "db" {
+		t.Errorf("files = %v, want the unaliased file db", resp.Files)
+	}
+	want := []provider.Warning{{Reason: "UnknownParameterKey", Message: `SecretProviderClass app/test-class: objects[0].objectAlais: unknown key, ignored; did you mean "objectAlias"?`}}
+	if !slices.Equal(resp.Warnings, want) {
+		t.Errorf("warnings = %q, want %q", resp.Warnings, want)
+	}
+	if logs := e.logs.String(); !strings.Contains(logs, "aws: ignoring unknown parameters") || !strings.Contains(logs, "objects[0].objectAlais") {
+		t.Errorf("no debug line for the ignored key:\n%s", logs)
+	}
+
+	req.Class = "other/class"
+	resp, err = e.p.Fetch(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Warnings) != 1 || !strings.HasPrefix(resp.Warnings[0].Message, "SecretProviderClass other/class: ") {
+		t.Errorf("warnings = %q, want them to name other/class", resp.Warnings)
+	}
+
+	resp = e.mustFetch(map[string]string{"objects": sm("db", "objectAlias: password")})
+	if resp.Warnings != nil {
+		t.Errorf("clean class: warnings = %q, want none", resp.Warnings)
+	}
+}
+
+// TestBadFileNamesFailBeforeAnyCall checks that names the mount layer would
+// refuse are refused when the class is parsed: no STS or store call.
+func TestBadFileNamesFailBeforeAnyCall(t *testing.T) {
+	for _, extra := range []string{"objectAlias: ..data", "objectAlias: ..x", "objectAlias: ../x", `objectAlias: "a\tb"`, "jmesPath: [{path: a, objectAlias: ..data}]"} {
+		t.Run(extra, func(t *testing.T) {
+			e := newEnv(t)
+			e.secret(east, "db", `{"a": "v"}`)
+			_, err := e.fetch(map[string]string{"objects": sm("db", extra)})
+			if !errors.Is(err, provider.ErrInvalid) || !strings.Contains(err.Error(), "objects[0]") {
+				t.Fatalf("Fetch = %v, want ErrInvalid naming objects[0]", err)
+			}
+			e.wantCalls(map[string]int{})
+		})
+	}
+}
+
+// yamlQuote writes s as a YAML double-quoted scalar that any valid UTF-8
+// string survives: everything but printable ASCII is escaped.
+func yamlQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r >= 0x20 && r < 0x7f:
+			b.WriteRune(r)
+		default:
+			fmt.Fprintf(&b, "\\U%08X", r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// checkNameAgreement checks that the provider refuses name as a file name
+// (an objectAlias, a jmesPath objectAlias and a bare objectName) exactly
+// when mount.ValidatePath refuses its translation, with a message naming the
+// object, the field and the name as written.
+func checkNameAgreement(t *testing.T, name, translation string) {
+	t.Helper()
+	sep, err := parseTranslation(translation)
+	if err != nil || name == "" || !utf8.ValidString(name) {
+		return // not expressible, or not a file-name question
+	}
+	p := translatePath(name, sep)
+	mountErr := mount.ValidatePath(p)
+	cases := []struct{ objects, loc, field string }{
+		{"- {objectName: db, objectType: secretsmanager, objectAlias: " + yamlQuote(name) + "}", `objects[0] (objectName "db"): `, "objectAlias"},
+	}
+	if p != "m" && !strings.HasPrefix(p, "m/") { // else it collides with the object's own file
+		cases = append(cases, struct{ objects, loc, field string }{
+			"- {objectName: db, objectType: secretsmanager, objectAlias: m, jmesPath: [{path: a, objectAlias: " + yamlQuote(name) + "}]}",
+			`objects[0] (objectName "db") jmesPath[0]: `, "objectAlias"})
+	}
+	if !strings.ContainsFunc(name, unicode.IsControl) && len(name) <= 2048 && !strings.HasPrefix(name, "arn:") {
+		cases = append(cases, struct{ objects, loc, field string }{
+			"- {objectName: " + yamlQuote(name) + ", objectType: secretsmanager}",
+			fmt.Sprintf("objects[0] (objectName %q): ", name), "objectName"})
+	}
+	for _, c := range cases {
+		_, err := parseParameters(map[string]string{"objects": c.objects, "pathTranslation": translation})
+		switch {
+		case mountErr == nil && err != nil:
+			t.Fatalf("name %q (pathTranslation %q, %s): mount accepts %q, the provider refuses: %v", name, translation, c.field, p, err)
+		case mountErr != nil && err == nil:
+			t.Fatalf("name %q (pathTranslation %q, %s): the provider accepts, mount refuses: %v", name, translation, c.field, mountErr)
+		case err != nil:
+			want := c.loc + c.field + " " + mount.QuoteName(name) + ": " + mountErr.Error()
+			if !strings.HasPrefix(err.Error(), want) {
+				t.Fatalf("name %q (pathTranslation %q):\nerror %s\nwant  %s[; hint]", name, translation, err, want)
+			}
+		}
+	}
+}
+
+func TestNameAgreement(t *testing.T) {
+	for _, name := range nameSeeds {
+		for _, tr := range []string{"", "False", "-", "é", "."} {
+			checkNameAgreement(t, name, tr)
+		}
+	}
+}
+
+var nameSeeds = []string{
+	"ok", "a/b", "/a/b", ".env", "a..b", "..data", "..data_tmp", "..x", "...", "..", ".", "../x", "a/../b", "a/..",
+	"./a", "a//b", "a/", "/", "dir/..data", "a\nb", "a\tb", "a\x7fb", "a\x00b", "a\u0085b", "ünï/cödé", "\ufeff",
+	strings.Repeat("x", 255), strings.Repeat("x", 256), strings.Repeat("x/", 2048), strings.Repeat("x/", 2047) + "xx",
+	"x.", "x./..", "a/./b", ".a/.b", ". /x", "a\\b", `a"b`,
+}
+
+func FuzzNameAgreement(f *testing.F) {
+	for _, name := range nameSeeds {
+		f.Add(name, "")
+		f.Add(name, "False")
+	}
+	f.Add("a/b", ".")
+	f.Fuzz(checkNameAgreement)
 }

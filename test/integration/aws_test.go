@@ -31,6 +31,7 @@ import (
 	"github.com/podsecrets/podsecrets/provider/aws"
 	"github.com/podsecrets/podsecrets/test/awsfake/store"
 	"github.com/podsecrets/podsecrets/test/logbuf"
+	"github.com/podsecrets/podsecrets/volume"
 )
 
 const (
@@ -121,10 +122,13 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := driver.New(driver.Options{
+	d, err := driver.New(driver.Options{
 		NodeID: "n", Version: "test", Providers: provider.NewRegistry(p), Classes: driver.KubeClasses{Client: dyn},
-		Mounter: mount.System{}, TmpfsSize: 1 << 20, Logger: log,
+		Volumes: volume.New(volume.Options{Mounter: mount.System{}, TmpfsSize: 1 << 20}), Logger: log,
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sock := filepath.Join(e.root, "csi.sock")
 	lis, err := driver.ListenUnix(sock)
 	if err != nil {
@@ -183,8 +187,9 @@ func TestPublishFromAWS(t *testing.T) {
 		data string
 		mode os.FileMode
 	}{
-		"db.json":      {`{"username":"app","password":"` + secretPW + `"}`, 0o640},
-		"db-password":  {secretPW, 0o400},
+		"db.json": {`{"username":"app","password":"` + secretPW + `"}`, 0o640},
+		// "0400" with an fsGroup: group-readable, as kubelet's Secret volumes.
+		"db-password":  {secretPW, 0o440},
 		"jwt-current":  {jwtCur, 0o644},
 		"jwt-previous": {jwtPrev, 0o644},
 		"_app_flags":   {"beta=on", 0o644},

@@ -18,6 +18,7 @@ import (
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/fake"
+	"github.com/podsecrets/podsecrets/volume"
 )
 
 // skipped lists the csi-sanity specs that cannot apply to a node-only driver.
@@ -36,15 +37,17 @@ func TestSanity(t *testing.T) {
 	sock := filepath.Join(dir, "csi.sock")
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{driver.ClassGVR: "SecretProviderClassList"})
-	d := driver.New(driver.Options{
+	d, err := driver.New(driver.Options{
 		NodeID:    "sanity-node",
 		Version:   "sanity",
 		Providers: provider.NewRegistry(&fake.Provider{}),
 		Classes:   driver.KubeClasses{Client: dyn},
-		Mounter:   mount.System{},
-		TmpfsSize: 1 << 20,
+		Volumes:   volume.New(volume.Options{Mounter: mount.System{}, TmpfsSize: 1 << 20}),
 		Logger:    slog.New(slog.DiscardHandler),
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	d.SetReady(true)
 	lis, err := driver.ListenUnix(sock)
 	if err != nil {

@@ -1,0 +1,333 @@
+// Package volume is the lifecycle of a secrets volume on a node: its states,
+// learned from the node each time (a killed driver remembers nothing), the
+// steps that bring a target to the one state a pod may see, and the limits
+// that keep many volumes from exhausting the node or the driver.
+//
+// A volume is in one of three states:
+//
+//   - Absent: nothing is mounted at the target.
+//   - Incomplete: our tmpfs is mounted but not yet complete and read-only;
+//     a driver killed in the middle of a publish leaves this.
+//   - Complete: our tmpfs, "..data" names a version, and the file system is
+//     read-only.
+//
+// The read-only flag is the commit mark: it is set only after the whole file
+// set and its links are written, and only Complete answers a publish with
+// success. A fourth state, Foreign, is a mount that is not ours.
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podsecrets/podsecrets/internal/failpoint"
+	"github.com/podsecrets/podsecrets/mount"
+)
+
+// State is what a target holds; see the package documentation.
+type State int
+
+// The states of a target.
+const (
+	Absent State = iota
+	Incomplete
+	Complete
+	Foreign
+)
+
+func (s State) String() string {
+	switch s {
+	case Absent:
+		return "absent"
+	case Incomplete:
+		return "incomplete"
+	case Complete:
+		return "complete"
+	case Foreign:
+		return "foreign"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// Failpoints of Publish, beside those of mount.WriteFileSet.
+const (
+	FailAfterMount      = "volume/after-mount"      // tmpfs mounted, nothing written
+	FailBeforeReadOnly  = "volume/before-readonly"  // set written, file system still writable
+	FailAfterReadOnly   = "volume/after-readonly"   // complete, the caller not yet answered
+	FailBeforeUnmount   = "volume/before-unmount"   // unpublish: still mounted
+	FailBeforeRemoveDir = "volume/before-removedir" // unpublish: unmounted, directory left
+)
+
+// Errors that Publish wraps. The driver maps them to gRPC codes.
+var (
+	// ErrTooLarge: the file set does not fit one volume or the node's limit.
+	ErrTooLarge = errors.New("volume too large")
+	// ErrForeign: something other than our tmpfs is mounted at the target.
+	ErrForeign = errors.New("target holds a mount that is not a podsecrets volume")
+)
+
+// Inspect learns the state of target from the node's mount table and the
+// volume's own content. why says what made it so, for logs.
+func Inspect(m mount.Mounter, target string) (st State, why string, err error) {
+	s, err := m.Status(target)
+	switch {
+	case err != nil:
+		return 0, "", err
+	case !s.Mounted:
+		return Absent, "nothing mounted", nil
+	case !s.Ours:
+		return Foreign, "another file system is mounted there", nil
+	case !s.ReadOnly:
+		return Incomplete, "the file system is writable: its write did not finish", nil
+	}
+	info, err := os.Stat(filepath.Join(target, mount.DataDir))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return Incomplete, "no " + mount.DataDir, nil
+	case err != nil:
+		return 0, "", fmt.Errorf("read %s: %w", mount.DataDir, mount.StripPath(err))
+	case !info.IsDir():
+		return Incomplete, mount.DataDir + " names no directory", nil
+	}
+	return Complete, "read-only with " + mount.DataDir, nil
+}
+
+// Writer writes a file set into a mounted volume. The driver's writes are
+// charged to the pod's memory cgroup through memcg.Writer; InProcess writes
+// from the calling process.
+type Writer interface {
+	WriteFileSet(ctx context.Context, podUID, dir string, files []mount.File, gid *int64) error
+}
+
+// InProcess writes file sets from the calling process, whose memory cgroup
+// is charged for the pages.
+type InProcess struct{}
+
+// WriteFileSet implements Writer.
+func (InProcess) WriteFileSet(_ context.Context, _, dir string, files []mount.File, gid *int64) error {
+	return mount.WriteFileSet(dir, files, gid)
+}
+
+// Options configure a Manager.
+type Options struct {
+	// Mounter mounts; mount.System on a node.
+	Mounter mount.Mounter
+	// Writer writes file sets; InProcess if nil.
+	Writer Writer
+	// TmpfsSize caps each volume, in bytes.
+	TmpfsSize int64
+	// NodeLimit caps the bytes of all volumes of the node together; 0 means
+	// no cap.
+	NodeLimit int64
+	// MaxWriters bounds the publishes writing at once; 4 if 0. A write is
+	// memory traffic and, with memcg.Writer, a process: more than a few at
+	// once only adds to the peak.
+	MaxWriters int
+}
+
+// Manager publishes and unpublishes volumes. It keeps no state a decision
+// depends on: the state of a target is read from the node each time. What it
+// does keep, the bytes each volume holds for NodeLimit, is rebuilt from the
+// node by Recover.
+type Manager struct {
+	o   Options
+	sem chan struct{}
+
+	mu   sync.Mutex
+	used map[string]int64 // target → bytes
+}
+
+// New returns a Manager.
+func New(o Options) *Manager {
+	if o.Writer == nil {
+		o.Writer = InProcess{}
+	}
+	if o.MaxWriters <= 0 {
+		o.MaxWriters = 4
+	}
+	return &Manager{o: o, sem: make(chan struct{}, o.MaxWriters), used: map[string]int64{}}
+}
+
+// Inspect is Inspect with the Manager's Mounter.
+func (m *Manager) Inspect(target string) (State, string, error) { return Inspect(m.o.Mounter, target) }
+
+// Volume is what one publish writes.
+type Volume struct {
+	Target string
+	// PodUID names the pod whose memory cgroup pays for the pages.
+	PodUID string
+	// GID is the pod's fsGroup, if any.
+	GID   *int64
+	Files []mount.File
+}
+
+// Publish brings v.Target from state from (Absent or Incomplete, as Inspect
+// said a moment ago under the caller's per-target lock) to Complete: mount a
+// tmpfs if there is none, write the whole set, make it read-only. An
+// Incomplete volume is completed in place. On error the target is unmounted
+// and removed, whatever it held: no pod uses a volume that never completed,
+// and kubelet's retry then starts from Absent.
+func (m *Manager) Publish(ctx context.Context, from State, v Volume) (err error) {
+	if from != Absent && from != Incomplete {
+		return fmt.Errorf("publish from state %v", from)
+	}
+	if err := m.reserve(v.Target, v.Files); err != nil {
+		return err
+	}
+	select {
+	case m.sem <- struct{}{}:
+	case <-ctx.Done():
+		m.release(v.Target)
+		return ctx.Err()
+	}
+	defer func() { <-m.sem }()
+	defer func() {
+		if err != nil {
+			m.cleanup(v.Target)
+		}
+	}()
+	switch from {
+	case Absent:
+		if err := os.Mkdir(v.Target, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create target: %w", mount.StripPath(err))
+		}
+		if err := m.o.Mounter.MountTmpfs(v.Target, mount.TmpfsOptions{SizeBytes: m.o.TmpfsSize, GID: v.GID}); err != nil {
+			return err
+		}
+		if err := failpoint.Inject(FailAfterMount); err != nil {
+			return err
+		}
+	case Incomplete:
+		// Writable already unless a remount to read-only happened without
+		// "..data"; making sure costs one remount.
+		if err := m.o.Mounter.SetReadOnly(v.Target, false); err != nil {
+			return err
+		}
+	}
+	if err := m.o.Writer.WriteFileSet(ctx, v.PodUID, v.Target, v.Files, v.GID); err != nil {
+		if errors.Is(err, unix.ENOSPC) {
+			return fmt.Errorf("%w: %v; the volume needs %d bytes of the %d each volume may hold (raise the driver's --tmpfs-size, Helm value tmpfsSize)",
+				ErrTooLarge, err, mount.SpaceNeeded(v.Files), m.o.TmpfsSize)
+		}
+		return fmt.Errorf("write volume files: %w", err)
+	}
+	if err := failpoint.Inject(FailBeforeReadOnly); err != nil {
+		return err
+	}
+	if err := m.o.Mounter.SetReadOnly(v.Target, true); err != nil {
+		return err
+	}
+	return failpoint.Inject(FailAfterReadOnly)
+}
+
+// cleanup undoes a failed publish: unmount, remove the directory, forget the
+// bytes. Its own failures leave a state the next call reads and handles.
+func (m *Manager) cleanup(target string) {
+	m.Unpublish(target)
+}
+
+// Unpublish unmounts whatever is mounted at target, stacked mounts too, and
+// removes the directory. A target that is gone already is not an error.
+func (m *Manager) Unpublish(target string) error {
+	defer m.release(target)
+	// A few rounds cover mounts stacked by retries of an older driver;
+	// more means something else keeps mounting there.
+	for range 8 {
+		s, err := m.o.Mounter.Status(target)
+		if err != nil {
+			return err
+		}
+		if !s.Mounted {
+			break
+		}
+		if err := failpoint.Inject(FailBeforeUnmount); err != nil {
+			return err
+		}
+		if err := m.o.Mounter.Unmount(target); err != nil {
+			return err
+		}
+	}
+	if err := failpoint.Inject(FailBeforeRemoveDir); err != nil {
+		return err
+	}
+	if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove target directory: %w", mount.StripPath(err))
+	}
+	return nil
+}
+
+// reserve checks files against the volume size and the node limit and
+// records their bytes for target.
+func (m *Manager) reserve(target string, files []mount.File) error {
+	need := mount.SpaceNeeded(files)
+	if need > m.o.TmpfsSize {
+		return fmt.Errorf("%w: the volume needs %d bytes for %d files, more than the %d each volume may hold "+
+			"(raise the driver's --tmpfs-size, Helm value tmpfsSize)", ErrTooLarge, need, len(files), m.o.TmpfsSize)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.o.NodeLimit > 0 {
+		var total int64
+		for t, n := range m.used {
+			if t != target {
+				total += n
+			}
+		}
+		if total+need > m.o.NodeLimit {
+			return fmt.Errorf("%w: the volume needs %d bytes and the node's secrets volumes hold %d of the %d all of them may hold "+
+				"(raise the driver's --max-node-volume-bytes, Helm value maxNodeVolumeBytes, or spread the pods over more nodes)",
+				ErrTooLarge, need, total, m.o.NodeLimit)
+		}
+	}
+	m.used[target] = need
+	return nil
+}
+
+func (m *Manager) release(target string) {
+	m.mu.Lock()
+	delete(m.used, target)
+	m.mu.Unlock()
+}
+
+// Found is a volume Recover found on the node.
+type Found struct {
+	Target string
+	State  State
+	Why    string
+	Bytes  int64
+}
+
+// Recover is the driver's start: it finds every podsecrets volume below
+// podsDir, learns its state and the bytes it holds, and counts those against
+// NodeLimit. Incomplete volumes stay as they are: kubelet, which never got
+// success for them, retries their publish, and that completes them.
+func (m *Manager) Recover(podsDir string) ([]Found, error) {
+	targets, err := mount.Mounts(podsDir)
+	if err != nil {
+		return nil, err
+	}
+	found := make([]Found, 0, len(targets))
+	for _, t := range targets {
+		st, why, err := m.Inspect(t)
+		if err != nil {
+			return found, err
+		}
+		f := Found{Target: t, State: st, Why: why}
+		var sfs unix.Statfs_t
+		if err := unix.Statfs(t, &sfs); err == nil {
+			f.Bytes = int64(sfs.Blocks-sfs.Bfree) * sfs.Bsize
+		}
+		m.mu.Lock()
+		m.used[t] = f.Bytes
+		m.mu.Unlock()
+		found = append(found, f)
+	}
+	return found, nil
+}
