@@ -22,8 +22,11 @@ build:
 ## test: everything CI runs: vet, unit and csi-sanity tests (race detector), fuzzers, real-node e2e.
 test: unit fuzz e2e
 
+# Tests build with the failpoints tag, which compiles in the named kill and
+# error steps the crash tests use (internal/failpoint); `make build` never
+# does.
 unit:
-	$(GO_ENV) go vet ./... && go test -race -count=1 ./...
+	$(GO_ENV) go vet ./... && go vet -tags failpoints ./... && go test -race -count=1 -tags failpoints ./...
 	@# The Helm chart's check is a module of its own (Helm's dependencies stay out of the driver's).
 	$(GO_ENV) cd test/helmchart && go vet ./... && go test -count=1 ./...
 
