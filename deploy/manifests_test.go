@@ -67,8 +67,11 @@ func TestRBACIsLeast(t *testing.T) {
 	decode(t, "rbac.yaml", nil, &role, nil)
 	for _, r := range role.Rules {
 		for _, v := range r.Verbs {
-			if v != "get" {
-				t.Errorf("rule %v grants %q; the driver only gets objects by name", r, v)
+			// Events are the one thing the driver writes: on pods, for
+			// trouble that does not fail a mount.
+			events := len(r.Resources) == 1 && r.Resources[0] == "events" && (v == "create" || v == "patch")
+			if v != "get" && !events {
+				t.Errorf("rule %v grants %q; the driver only gets objects by name and writes events", r, v)
 			}
 		}
 		for _, res := range r.Resources {

@@ -54,6 +54,13 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 
 	providerName, resp, err := d.publish(ctx, pr, state)
+	if err != nil && state == volume.Incomplete {
+		// No pod runs on a volume that never completed; unmounted, it holds
+		// no memory while kubelet backs off, and the retry starts clean.
+		if uerr := d.opts.Volumes.Unpublish(pr.target); uerr != nil {
+			log.Warn("cleanup of an incomplete volume failed", logkey.Error, uerr.Error())
+		}
+	}
 	took := time.Since(start)
 	code := codeOf(err)
 	d.opts.Metrics.observePublish(providerName, kind, code.String(), took)

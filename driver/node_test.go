@@ -136,15 +136,13 @@ func TestPublishFailuresLeaveNothing(t *testing.T) {
 			code: codes.InvalidArgument, msgParts: []string{`"a" is used twice`},
 		},
 		"too big for tmpfs": {
-			class: "db", files: []provider.File{{Path: "big", Mode: 0o644, Data: make([]byte, 2<<20)}},
-			code: codes.ResourceExhausted,
+			class: "db", files: []provider.File{{Path: "big", Mode: 0o644, Data: make([]byte, 2<<20)}, {Path: "small", Mode: 0o644, Data: []byte("1")}},
+			code:     codes.ResourceExhausted,
+			msgParts: []string{"default/db", "needs 2101248 bytes for 2 files", "1048576 each volume may hold", "--tmpfs-size", "tmpfsSize"},
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if name == "too big for tmpfs" && !realMounts() {
-				t.Skip("the size limit is enforced by a real tmpfs, which needs root")
-			}
 			noProvider := classObject("default", "noprovider", "", nil)
 			h := newHarness(t,
 				classObject("default", "db", "fake", nil),
@@ -155,6 +153,9 @@ func TestPublishFailuresLeaveNothing(t *testing.T) {
 			target := h.target("p")
 			err := h.publish(kubeletRequest(target, "p", tc.class))
 			wantCode(t, err, tc.code, tc.msgParts...)
+			if msg := status.Convert(err).Message(); strings.Contains(msg, h.root) {
+				t.Fatalf("error %q names a node path; kubelet could not merge repeated events", msg)
+			}
 			mustNotExist(t, target)
 			want := fmt.Sprintf(`podsecrets_node_publish_total{code="%s",kind="publish",provider=`, tc.code)
 			if !strings.Contains(h.metricsText(), want) {
@@ -180,6 +181,8 @@ func TestPublishValidation(t *testing.T) {
 		"no pod info":     {edit: func(r *csi.NodePublishVolumeRequest) { delete(r.VolumeContext, keyPodName) }, msgParts: []string{"podInfoOnMount"}},
 		"bad fsGroup":     {edit: func(r *csi.NodePublishVolumeRequest) { r.VolumeCapability.GetMount().VolumeMountGroup = "wheel" }, msgParts: []string{"volume_mount_group", "wheel"}},
 		"bad tokens json": {edit: func(r *csi.NodePublishVolumeRequest) { r.VolumeContext[keyTokens] = "{nope" }, msgParts: []string{keyTokens}},
+		"class in another namespace": {edit: func(r *csi.NodePublishVolumeRequest) { r.VolumeContext[keyClass] = "other-ns/db" },
+			msgParts: []string{`"other-ns/db"`, "plain name", "pod's own namespace"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

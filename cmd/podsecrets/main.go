@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podsecrets/podsecrets/driver"
+	"github.com/podsecrets/podsecrets/kube"
 	"github.com/podsecrets/podsecrets/memcg"
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
@@ -229,6 +230,7 @@ func runDriver(args []string) error {
 			NodeLimit:  nodeLimit.Value(),
 			MaxWriters: c.maxWriters,
 		}),
+		Events:  &kube.Events{Client: dyn, Node: c.nodeID, Logger: log},
 		Logger:  log,
 		Metrics: driver.NewMetrics(reg),
 	})

@@ -17,6 +17,7 @@ type Provider struct {
 	mu       sync.Mutex
 	files    []provider.File
 	versions []provider.ObjectVersion
+	warnings []provider.Warning
 	err      error
 	hook     func(ctx context.Context, req *provider.Request) error
 	requests []*provider.Request
@@ -41,6 +42,13 @@ func (p *Provider) SetFiles(files ...provider.File) {
 	for _, f := range files {
 		p.versions = append(p.versions, provider.ObjectVersion{ID: f.Path, Version: "1"})
 	}
+}
+
+// SetWarnings makes Fetch report warnings with its files.
+func (p *Provider) SetWarnings(ws ...provider.Warning) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.warnings = ws
 }
 
 // SetError makes Fetch fail with err (nil restores success).
@@ -72,6 +80,7 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 	hook, err := p.hook, p.err
 	files := append([]provider.File(nil), p.files...)
 	versions := append([]provider.ObjectVersion(nil), p.versions...)
+	warnings := append([]provider.Warning(nil), p.warnings...)
 	p.mu.Unlock()
 	if hook != nil {
 		if err := hook(ctx, req); err != nil {
@@ -81,5 +90,5 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 	if err != nil {
 		return nil, err
 	}
-	return &provider.Response{Files: files, Versions: versions}, nil
+	return &provider.Response{Files: files, Versions: versions, Warnings: warnings}, nil
 }

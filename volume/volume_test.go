@@ -1,0 +1,166 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podsecrets/podsecrets/mount"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting tmpfs needs root (CAP_SYS_ADMIN); make test runs as root")
+	}
+}
+
+// pods returns a kubelet-like pods directory and a target maker below it,
+// and unmounts whatever a test leaves there.
+func pods(t *testing.T) (dir string, target func(pod string) string) {
+	dir = filepath.Join(t.TempDir(), "pods")
+	t.Cleanup(func() {
+		ms, _ := mount.Mounts(dir)
+		for _, m := range ms {
+			unix.Unmount(m, unix.MNT_DETACH)
+		}
+	})
+	return dir, func(pod string) string {
+		parent := filepath.Join(dir, pod, "volumes", "kubernetes.io~csi", "secrets")
+		if err := os.MkdirAll(parent, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(parent, "mount")
+	}
+}
+
+func set(sizes ...int) []mount.File {
+	var fs []mount.File
+	for i, n := range sizes {
+		fs = append(fs, mount.File{Path: string(rune('a' + i)), Mode: 0o644, Data: make([]byte, n)})
+	}
+	return fs
+}
+
+func TestInspectStates(t *testing.T) {
+	requireRoot(t)
+	_, target := pods(t)
+	m := mount.System{}
+	check := func(t *testing.T, p string, want State) {
+		t.Helper()
+		got, why, err := Inspect(m, p)
+		if err != nil || got != want {
+			t.Fatalf("Inspect = %v (%s), %v; want %v", got, why, err, want)
+		}
+	}
+	absent := target("absent")
+	check(t, absent, Absent)
+	if err := os.Mkdir(absent, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	check(t, absent, Absent) // a directory with nothing mounted
+
+	writable := target("writable")
+	os.Mkdir(writable, 0o750)
+	if err := m.MountTmpfs(writable, mount.TmpfsOptions{SizeBytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mount.WriteFileSet(writable, set(10), nil); err != nil {
+		t.Fatal(err)
+	}
+	check(t, writable, Incomplete) // all files, but never made read-only
+
+	noData := target("nodata")
+	os.Mkdir(noData, 0o750)
+	if err := m.MountTmpfs(noData, mount.TmpfsOptions{SizeBytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetReadOnly(noData, true); err != nil {
+		t.Fatal(err)
+	}
+	check(t, noData, Incomplete) // read-only, but no ..data
+
+	complete := target("complete")
+	mgr := New(Options{Mounter: m, TmpfsSize: 1 << 20})
+	if err := mgr.Publish(context.Background(), Absent, Volume{Target: complete, Files: set(10)}); err != nil {
+		t.Fatal(err)
+	}
+	check(t, complete, Complete)
+
+	foreign := target("foreign")
+	os.Mkdir(foreign, 0o750)
+	if err := unix.Mount("other", foreign, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(foreign, unix.MNT_DETACH) })
+	check(t, foreign, Foreign)
+}
+
+func TestNodeLimit(t *testing.T) {
+	requireRoot(t)
+	dir, target := pods(t)
+	m := New(Options{Mounter: mount.System{}, TmpfsSize: 1 << 20, NodeLimit: 3 * 4096})
+	ctx := context.Background()
+	a, b, c := target("a"), target("b"), target("c")
+	if err := m.Publish(ctx, Absent, Volume{Target: a, Files: set(4096, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Publish(ctx, Absent, Volume{Target: b, Files: set(4097)})
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("publish over the node limit = %v, want ErrTooLarge", err)
+	}
+	for _, part := range []string{"needs 8192 bytes", "hold 8192 of the 12288", "--max-node-volume-bytes", "maxNodeVolumeBytes"} {
+		if !strings.Contains(err.Error(), part) {
+			t.Fatalf("error %q lacks %q", err, part)
+		}
+	}
+	if _, err := os.Lstat(b); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused volume left its target (%v)", err)
+	}
+	if err := m.Publish(ctx, Absent, Volume{Target: c, Files: set(100)}); err != nil {
+		t.Fatalf("a volume inside the limit = %v", err)
+	}
+	// Unpublish gives the bytes back.
+	if err := m.Unpublish(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Publish(ctx, Absent, Volume{Target: b, Files: set(4097)}); err != nil {
+		t.Fatalf("after unpublish = %v", err)
+	}
+
+	// A new driver learns the bytes from the node.
+	fresh := New(Options{Mounter: mount.System{}, TmpfsSize: 1 << 20, NodeLimit: 3 * 4096})
+	found, err := fresh.Recover(dir)
+	if err != nil || len(found) != 2 {
+		t.Fatalf("Recover = %v, %v; want the two volumes", found, err)
+	}
+	for _, f := range found {
+		if f.State != Complete || f.Bytes == 0 {
+			t.Fatalf("found %+v, want complete with its bytes", f)
+		}
+	}
+	if err := fresh.Publish(ctx, Absent, Volume{Target: target("d"), Files: set(4096)}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a fresh driver let a volume over the node limit in: %v", err)
+	}
+}
+
+func TestTooLargeForVolume(t *testing.T) {
+	requireRoot(t)
+	_, target := pods(t)
+	m := New(Options{Mounter: mount.System{}, TmpfsSize: 64 << 10})
+	tgt := target("p")
+	err := m.Publish(context.Background(), Absent, Volume{Target: tgt, Files: set(64<<10, 1)})
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "needs 69632 bytes for 2 files, more than the 65536") ||
+		strings.Contains(err.Error(), tgt) {
+		t.Fatalf("publish of a too-large set = %v", err)
+	}
+	// Exactly the size fits: SpaceNeeded is what tmpfs counts.
+	if err := m.Publish(context.Background(), Absent, Volume{Target: tgt, Files: set(60<<10, 4<<10)}); err != nil {
+		t.Fatalf("a set of exactly the tmpfs size = %v", err)
+	}
+}
