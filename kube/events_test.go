@@ -68,7 +68,7 @@ func TestEventsForgetOldest(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	e := &Events{Client: dyn, Node: "n", Now: func() time.Time { now = now.Add(time.Millisecond); return now }}
 	for i := range maxTracked + 10 {
-		e.Warn(context.Background(), provider.Pod{Namespace: "a", Name: "p", UID: string(rune('a' + i%26)) + string(rune(i))}, "R", "m")
+		e.Warn(context.Background(), provider.Pod{Namespace: "a", Name: "p", UID: string(rune('a'+i%26)) + string(rune(i))}, "R", "m")
 	}
 	if len(e.seen) > maxTracked {
 		t.Fatalf("tracking %d events, want at most %d", len(e.seen), maxTracked)
