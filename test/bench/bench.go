@@ -90,13 +90,18 @@ const maxObjects = 50
 // process, the driver in its own, and the pods' directories.
 type Env struct {
 	kubeletRoot string
-	st          *store.Store
-	storeRec    *Recorder
-	api         *KubeAPI
-	apiRec      *Recorder
-	iss         *store.Issuer
-	drv         *Driver
-	warmToken   string
+	// podCgroups, if set, is the memory hierarchy directory below which
+	// each pod gets a scratch cgroup kubepods/besteffort/pod<uid>, so that
+	// the driver writes volumes as on a node: from a child in the pod's
+	// cgroup (--volume-memory=pod).
+	podCgroups string
+	st         *store.Store
+	storeRec   *Recorder
+	api        *KubeAPI
+	apiRec     *Recorder
+	iss        *store.Issuer
+	drv        *Driver
+	warmToken  string
 
 	mu        sync.Mutex
 	seq       int
@@ -107,6 +112,7 @@ type Env struct {
 type Pod struct {
 	Req *csi.NodePublishVolumeRequest // what kubelet sends
 	Dir string                        // the pod's directory under the kubelet root
+	UID string
 }
 
 // tokensJSON is kubelet's csi.storage.k8s.io/serviceAccount.tokens value.
@@ -138,6 +144,12 @@ func (e *Env) newPod(class, sa, token string) (*Pod, error) {
 	if err := os.MkdirAll(parent, 0o750); err != nil {
 		return nil, err
 	}
+	if e.podCgroups != "" {
+		// Kubelet creates the pod's cgroup before it mounts its volumes.
+		if err := os.MkdirAll(e.podCgroup(uid), 0o755); err != nil {
+			return nil, err
+		}
+	}
 	if token == "" {
 		token = e.token(sa)
 	}
@@ -162,7 +174,12 @@ func (e *Env) newPod(class, sa, token string) (*Pod, error) {
 			"csi.storage.k8s.io/serviceAccount.tokens": tokensJSON(token, time.Now().Add(time.Hour)),
 		},
 	}
-	return &Pod{Req: req, Dir: podDir}, nil
+	return &Pod{Req: req, Dir: podDir, UID: uid}, nil
+}
+
+// podCgroup is pod uid's scratch memory cgroup.
+func (e *Env) podCgroup(uid string) string {
+	return filepath.Join(e.podCgroups, "kubepods", "besteffort", "pod"+uid)
 }
 
 // publish calls NodePublishVolume and remembers the target for clean-up.
@@ -188,6 +205,12 @@ func (e *Env) unpublish(ctx context.Context, p *Pod) error {
 	e.mu.Lock()
 	delete(e.published, p.Req.TargetPath)
 	e.mu.Unlock()
+	if e.podCgroups != "" {
+		// Empty once the volume is unmounted: its pages are freed.
+		if err := os.Remove(e.podCgroup(p.UID)); err != nil {
+			return err
+		}
+	}
 	return os.RemoveAll(p.Dir)
 }
 

@@ -120,6 +120,8 @@ type DriverConfig struct {
 	PprofAddr string
 	// TmpDir, if set, is the driver's $TMPDIR.
 	TmpDir string
+	// Args are more driver flags.
+	Args []string
 }
 
 // startDriver runs `podsecrets driver` and waits until it is ready.
@@ -142,6 +144,7 @@ func startDriver(ctx context.Context, c DriverConfig) (*Driver, error) {
 		"--http-addr", d.httpAddr,
 		"--region", "us-east-1",
 		"--log-level", "warn")
+	d.cmd.Args = append(d.cmd.Args, c.Args...)
 	// A hermetic environment: no AWS settings of the machine running the
 	// benchmark, the fake store as every AWS endpoint.
 	env := []string{}

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net/http/httptest"
 	"os"
 	"os/signal"
@@ -70,6 +71,7 @@ type Results struct {
 	Profiled          bool             // the driver had pprof compiled in
 	Samples           int              // per latency case
 	Machine           Machine          // where it ran
+	VolumeMemory      string           // the driver's --volume-memory flag
 	IdleMem           MemStatus        // 1 s after the driver started
 	IdleGoroutines    int              // idem
 	GoroutinesBefore  int              // before the bursts
@@ -258,10 +260,21 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 	}
-	step("starting the driver")
+	// Volumes are written as on a node, by a child in the pod's memory
+	// cgroup, where the machine has a cgroup v1 memory hierarchy.
+	driverArgs := []string{"--volume-memory=driver"}
+	if _, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs"); err == nil {
+		base := fmt.Sprintf("podsecrets-bench-%d", os.Getpid())
+		e.podCgroups = filepath.Join("/sys/fs/cgroup/memory", base)
+		defer removeCgroups(e.podCgroups)
+		driverArgs = []string{"--volume-memory=pod", "--cgroup-root=/sys/fs/cgroup", "--kubepods-cgroup=" + base + "/kubepods"}
+	}
+	res.VolumeMemory = driverArgs[0]
+	step("starting the driver (%s)", driverArgs[0])
 	e.drv, err = startDriver(ctx, DriverConfig{
 		Bin: bin, Socket: filepath.Join(tmp, "csi.sock"), KubeletRoot: e.kubeletRoot,
 		Kubeconfig: kubeconfig, StoreURL: storeSrv.URL, Dir: tmp, PprofAddr: pprofAddr, TmpDir: driverTmp,
+		Args: driverArgs,
 	})
 	if err != nil {
 		return err
@@ -463,6 +476,20 @@ func unmountBelow(dir string) (int, error) {
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 etc.) of mountinfo paths.
+// removeCgroups removes the scratch cgroup tree below dir, deepest first.
+func removeCgroups(dir string) {
+	var dirs []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Remove(dirs[i])
+	}
+}
+
 func unescapeMountinfo(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s

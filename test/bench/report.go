@@ -166,6 +166,14 @@ func buildReport(r *Results) *Report {
 		busy += " **The machine was not idle: other processes' CPU use inflates latencies and overheads; rerun on a quiet machine.**"
 	}
 	rep.Intro = append(rep.Intro, busy)
+	switch r.VolumeMemory {
+	case "--volume-memory=pod":
+		rep.Intro = append(rep.Intro, "Volumes were written as on a node (--volume-memory=pod): by a child process of the driver that joins "+
+			"the pod's memory cgroup first (a scratch cgroup per pod here), so every publish includes that fork and exec.")
+	case "--volume-memory=driver":
+		rep.Intro = append(rep.Intro, "This machine has no cgroup v1 memory hierarchy: volumes were written by the driver itself "+
+			"(--volume-memory=driver), without the per-publish writer process a node runs.")
+	}
 	umount := "none"
 	if r.Machine.Umount != "" {
 		umount = r.Machine.Umount
