@@ -3,6 +3,7 @@ package aws
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -143,5 +144,22 @@ func TestCredCacheExpiry(t *testing.T) {
 	// "other" is within 5 minutes of expiry: pruned when "key" was refreshed.
 	if _, ok := c.entries[key]; !ok || len(c.entries) != 1 || len(c.inflight) != 0 {
 		t.Errorf("cache holds %v and %d calls in flight, want only %v", c.entries, len(c.inflight), key)
+	}
+}
+
+func TestValidRoleARN(t *testing.T) {
+	for arn, want := range map[string]bool{
+		"arn:aws:iam::111122223333:role/app":                         true,
+		"arn:aws:iam::111122223333:role/path/to/app":                 true,
+		"arn:aws:iam::111122223333:role/" + strings.Repeat("a", 512): true,
+		"arn:aws:iam::111122223333:role/" + strings.Repeat("a", 513): false,
+		"arn:aws:iam::111122223333:role/":                            false,
+		"arn:aws:iam::1111:role/app":                                 false,
+		"arn:aws:iam::111122223333:user/app":                         false,
+		"arn:aws:iam::111122223333:role/a b":                         false,
+	} {
+		if got := validRoleARN(arn); got != want {
+			t.Errorf("validRoleARN(%.60q) = %t, want %t", arn, got, want)
+		}
 	}
 }
