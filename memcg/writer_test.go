@@ -244,3 +244,45 @@ func TestResult(t *testing.T) {
 		t.Errorf("SIGKILL without an OOM kill: err = %v", err)
 	}
 }
+
+// TestWriterSpare writes through a spare child started ahead, and through a
+// fresh one when the spare died while it waited.
+func TestWriterSpare(t *testing.T) {
+	w, pod := fakeWriter(t)
+	w.Spare = true
+	w.refill()
+	w.mu.Lock()
+	spare := w.spare
+	w.mu.Unlock()
+	if spare == nil {
+		t.Fatal("refill started no spare")
+	}
+	dir := t.TempDir()
+	files := []mount.File{{Path: "a", Mode: 0o400, Data: []byte("1")}}
+	if err := w.WriteFileSet(context.Background(), testUID, dir, files, nil); err != nil {
+		t.Fatal(err)
+	}
+	procs, _ := os.ReadFile(filepath.Join(pod, "cgroup.procs"))
+	if string(procs) != strconv.Itoa(spare.cmd.Process.Pid) {
+		t.Fatalf("pod cgroup got PID %s, want the spare's %d", procs, spare.cmd.Process.Pid)
+	}
+
+	// The next spare dies before it is used: the write starts its own.
+	w.mu.Lock()
+	next := w.spare
+	w.mu.Unlock()
+	if next == nil {
+		next, _ = w.start()
+		w.mu.Lock()
+		w.spare = next
+		w.mu.Unlock()
+	}
+	next.kill()
+	<-next.done
+	if err := w.WriteFileSet(context.Background(), testUID, dir, []mount.File{{Path: "a", Mode: 0o400, Data: []byte("2")}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readVolume(t, dir, "a"); got != "2" {
+		t.Fatalf("a = %q after a write past a dead spare", got)
+	}
+}

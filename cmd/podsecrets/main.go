@@ -178,7 +178,9 @@ func runDriver(args []string) error {
 			return fmt.Errorf("-volume-memory=pod: no memory cgroup controller under -cgroup-root %s "+
 				"(mount the host's /sys/fs/cgroup there, or set -volume-memory=driver): %w", c.cgroupRoot, err)
 		}
-		writer = &memcg.Writer{Root: c.cgroupRoot, Parent: c.kubepods}
+		w := &memcg.Writer{Root: c.cgroupRoot, Parent: c.kubepods, Spare: true}
+		w.Prestart()
+		writer = w
 	}
 	if os.Getenv("GOGC") == "" {
 		// A DaemonSet's memory is paid on every node; a burst of publishes
