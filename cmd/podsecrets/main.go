@@ -268,7 +268,9 @@ func serve(ctx context.Context, c *config, socket string, d *driver.Driver, reg 
 	if err != nil {
 		return fmt.Errorf("listen on registration socket: %w", err)
 	}
-	regSrv := driver.NewRegistrationServer(&driver.Registration{Endpoint: socket, Logger: log})
+	// Ready once kubelet has accepted the plugin: before that, kubelet
+	// cannot call it, and pods landing on the node would fail their mounts.
+	regSrv := driver.NewRegistrationServer(&driver.Registration{Endpoint: socket, Logger: log, OnStatus: d.SetReady})
 	go func() { errc <- regSrv.Serve(regLis) }()
 	defer regSrv.Stop()
 
@@ -277,7 +279,6 @@ func serve(ctx context.Context, c *config, socket string, d *driver.Driver, reg 
 		go func() { errc <- hs.ListenAndServe() }()
 		defer hs.Close()
 	}
-	d.SetReady(true)
 	log.Info("podsecrets driver serving", "version", version, "node", c.nodeID, "endpoint", socket, "http", c.httpAddr)
 	select {
 	case <-ctx.Done():

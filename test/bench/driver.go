@@ -22,6 +22,9 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"github.com/podsecrets/podsecrets/driver"
 )
 
 // pprofOverlay is added to package main of cmd/podsecrets, through
@@ -181,7 +184,7 @@ func startDriver(ctx context.Context, c DriverConfig) (*Driver, error) {
 			return nil, ctx.Err()
 		default:
 		}
-		if _, err := os.Stat(c.Socket); err == nil && d.httpOK("/readyz") {
+		if _, err := os.Stat(c.Socket); err == nil && registerAsKubelet(ctx, c.KubeletRoot) == nil && d.httpOK("/readyz") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -203,6 +206,25 @@ func startDriver(ctx context.Context, c DriverConfig) (*Driver, error) {
 		return nil, fmt.Errorf("CSI Probe: %w", err)
 	}
 	return d, nil
+}
+
+// registerAsKubelet does what kubelet's plugin watcher does with the
+// driver's registration socket: ask for its info and accept it. The driver
+// is ready only after that.
+func registerAsKubelet(ctx context.Context, kubeletRoot string) error {
+	conn, err := grpc.NewClient("unix://"+driver.RegistrationSocket(kubeletRoot), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	reg := registerapi.NewRegistrationClient(conn)
+	if _, err := reg.GetInfo(ctx, &registerapi.InfoRequest{}); err != nil {
+		return err
+	}
+	_, err = reg.NotifyRegistrationStatus(ctx, &registerapi.RegistrationStatus{PluginRegistered: true})
+	return err
 }
 
 func (d *Driver) httpOK(path string) bool {

@@ -450,16 +450,16 @@ func waitNodeRoom(ctx context.Context, t *testing.T, max int, timeout time.Durat
 
 // logRecord is one line of the driver's JSON log.
 type logRecord struct {
-	Msg        string `json:"msg"`
-	Level      string `json:"level"`
-	Namespace  string `json:"namespace"`
-	Pod        string `json:"pod"`
-	State      string `json:"state"`
-	Why        string `json:"why"`
-	Code       string `json:"code"`
-	Error      string `json:"error"`
-	Incomplete *int   `json:"incomplete"`
-	Complete   *int   `json:"complete"`
+	Msg        string  `json:"msg"`
+	Level      string  `json:"level"`
+	Namespace  string  `json:"namespace"`
+	Pod        string  `json:"pod"`
+	State      string  `json:"state"`
+	Why        string  `json:"why"`
+	Code       string  `json:"code"`
+	Error      string  `json:"error"`
+	Incomplete *int    `json:"incomplete"`
+	Complete   *int    `json:"complete"`
 	DurationMs float64 `json:"duration_ms"`
 }
 
