@@ -75,10 +75,12 @@ func (e *NameError) Error() string {
 	return fmt.Sprintf("file name %s is not usable", q)
 }
 
-// QuoteName quotes s like %q, or, when s is longer than MaxPathLen bytes,
-// its first bytes followed by "...", so that a message stays short.
+// QuoteName quotes s like %q, or, when s is longer than quoteLimit bytes,
+// its first bytes followed by "...", so that a message, and the pod event
+// that carries it, stays short whatever the name holds (%q spells an
+// invalid byte in four).
 func QuoteName(s string) string {
-	if len(s) <= MaxPathLen {
+	if len(s) <= quoteLimit {
 		return fmt.Sprintf("%q", s)
 	}
 	n := quoteLimit

@@ -301,7 +301,7 @@ func TestParseParametersErrors(t *testing.T) {
 		"DEL in alias":                 {params: sm("  objectAlias: \"a\\x7Fb\"\n"), want: `objectAlias "a\x7fb": file name "a\x7fb" contains a control character`},
 		"NUL in alias":                 {params: sm("  objectAlias: \"a\\0b\"\n"), want: `objectAlias "a\x00b": file name "a\x00b" contains a NUL byte`},
 		"control character translated": {params: withKV(sm("  objectAlias: \"a/\\x1Fb\"\n"), "pathTranslation", "-"), want: `objectAlias "a/\x1fb": file name "a-\x1fb" contains a control character`},
-		"long name needs an alias":     {params: sm("  objectAlias: " + strings.Repeat("x", 300) + "\n"), want: `file name "` + strings.Repeat("x", 300) + `" has an element longer than 255 bytes; set objectAlias`},
+		"long name needs an alias":     {params: sm("  objectAlias: " + strings.Repeat("x", 300) + "\n"), want: `file name "` + strings.Repeat("x", 64) + `"... has an element longer than 255 bytes; set objectAlias`},
 		"path too long": {
 			params: map[string]string{"pathTranslation": "False", "objects": "- {objectName: db, objectType: secretsmanager, objectAlias: " + strings.Repeat("x/", 2048) + "x}"},
 			want:   `objects[0] (objectName "db"): objectAlias "` + strings.Repeat("x/", 32) + `"...: file name "` + strings.Repeat("x/", 32) + `"... is longer than 4096 bytes`,

@@ -169,23 +169,23 @@ func TestManyLargeVolumes(t *testing.T) {
 	if out := os.Getenv("PODSECRETS_E2E_MEMORY_OUT"); out != "" {
 		res := map[string]any{
 			"pods": pods, "volumeBytes": volumeData, "objectsPerVolume": objects,
-			"allRunningSeconds":        took.Seconds(),
-			"driverPeakCgroupBytes":    ctrAfter.Peak, // container cgroup; includes page cache
-			"driverPodPeakCgroupBytes": podAfter.Peak,
-			"driverPeakResetAtStart":   peakReset,
-			"driverPeakRSSBytes":       hwm,
+			"allRunningSeconds":         took.Seconds(),
+			"driverPeakCgroupBytes":     ctrAfter.Peak, // container cgroup; includes page cache
+			"driverPodPeakCgroupBytes":  podAfter.Peak,
+			"driverPeakResetAtStart":    peakReset,
+			"driverPeakRSSBytes":        hwm,
 			"driverPeakRSSResetAtStart": hwmReset,
-			"driverRSSBeforeBytes":     rssBefore,
-			"driverRSSAfterBytes":      rssAfter,
-			"driverCgroupUsageAfter":   ctrAfter.Usage,
-			"driverShmemBytes":         ctrAfter.Shm,
-			"driverRestarts":           restarts,
-			"driverOOMKills":           ctrAfter.OOMKills - ctrBefore.OOMKills,
-			"driverFailcnt":            ctrAfter.Failcnt - ctrBefore.Failcnt,
-			"podShmemMinBytes":         shm[0],
-			"podShmemMaxBytes":         shm[len(shm)-1],
-			"podShmemTotalBytes":       shmSum,
-			"driverPublishMs":          publishMs,
+			"driverRSSBeforeBytes":      rssBefore,
+			"driverRSSAfterBytes":       rssAfter,
+			"driverCgroupUsageAfter":    ctrAfter.Usage,
+			"driverShmemBytes":          ctrAfter.Shm,
+			"driverRestarts":            restarts,
+			"driverOOMKills":            ctrAfter.OOMKills - ctrBefore.OOMKills,
+			"driverFailcnt":             ctrAfter.Failcnt - ctrBefore.Failcnt,
+			"podShmemMinBytes":          shm[0],
+			"podShmemMaxBytes":          shm[len(shm)-1],
+			"podShmemTotalBytes":        shmSum,
+			"driverPublishMs":           publishMs,
 		}
 		b, _ := json.MarshalIndent(res, "", "  ")
 		if err := os.WriteFile(out, b, 0o644); err != nil {
