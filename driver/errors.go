@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/podsecrets/podsecrets/kube"
 	"github.com/podsecrets/podsecrets/memcg"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/volume"
@@ -22,9 +23,9 @@ func codeOf(err error) codes.Code {
 		return codes.OK
 	case errors.As(err, &inv), errors.Is(err, provider.ErrInvalid):
 		return codes.InvalidArgument
-	case errors.Is(err, ErrClassNotFound), errors.Is(err, provider.ErrNotFound):
+	case errors.Is(err, kube.ErrClassNotFound), errors.Is(err, provider.ErrNotFound):
 		return codes.NotFound
-	case errors.Is(err, ErrClassInvalid), errors.Is(err, volume.ErrForeign), errors.Is(err, memcg.ErrNoPodCgroup):
+	case errors.Is(err, kube.ErrClassInvalid), errors.Is(err, volume.ErrForeign), errors.Is(err, memcg.ErrNoPodCgroup):
 		return codes.FailedPrecondition
 	case errors.Is(err, provider.ErrPermissionDenied):
 		return codes.PermissionDenied

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
+	"github.com/podsecrets/podsecrets/kube"
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/fake"
@@ -133,12 +134,12 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 		h.mounter = &fakeMounter{}
 	}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{ClassGVR: "SecretProviderClassList"}, objs...)
+		map[schema.GroupVersionResource]string{kube.ClassGVR: "SecretProviderClassList"}, objs...)
 	d, err := New(Options{
 		NodeID:    "node-1",
 		Version:   "test",
 		Providers: provider.NewRegistry(h.provider, &fake.Provider{ProviderName: "other"}),
-		Classes:   KubeClasses{Client: dyn},
+		Classes:   kube.Classes{Client: dyn},
 		Volumes:   volume.New(volume.Options{Mounter: h.mounter, TmpfsSize: 1 << 20}),
 		Events:    h.events,
 		Logger:    slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
+	"github.com/podsecrets/podsecrets/kube"
 	"github.com/podsecrets/podsecrets/provider"
 )
 
@@ -127,9 +128,9 @@ func TestCodeOf(t *testing.T) {
 		"nil":             {nil, codes.OK},
 		"invalid request": {invalid("x"), codes.InvalidArgument},
 		"invalid params":  {fmt.Errorf("a: %w", provider.ErrInvalid), codes.InvalidArgument},
-		"class missing":   {fmt.Errorf("a: %w", ErrClassNotFound), codes.NotFound},
+		"class missing":   {fmt.Errorf("a: %w", kube.ErrClassNotFound), codes.NotFound},
 		"object missing":  {fmt.Errorf("a: %w", provider.ErrNotFound), codes.NotFound},
-		"class invalid":   {fmt.Errorf("a: %w", ErrClassInvalid), codes.FailedPrecondition},
+		"class invalid":   {fmt.Errorf("a: %w", kube.ErrClassInvalid), codes.FailedPrecondition},
 		"denied":          {fmt.Errorf("a: %w", provider.ErrPermissionDenied), codes.PermissionDenied},
 		"unavailable":     {fmt.Errorf("a: %w", provider.ErrUnavailable), codes.Unavailable},
 		"deadline":        {fmt.Errorf("a: %w", context.DeadlineExceeded), codes.DeadlineExceeded},

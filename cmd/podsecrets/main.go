@@ -106,7 +106,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", envOr("PODSECRETS_LOG_LEVEL", "info"), "log level: debug, info, warn or error; $PODSECRETS_LOG_LEVEL sets the default")
 	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"),
-		"default AWS region for classes without a region parameter (default $AWS_REGION, else the node's "+driver.RegionLabel+" label)")
+		"default AWS region for classes without a region parameter (default $AWS_REGION, else the node's "+kube.RegionLabel+" label)")
 	fs.StringVar(&c.podIdentity, "pod-identity-endpoint", os.Getenv("PODSECRETS_POD_IDENTITY_ENDPOINT"),
 		"EKS Pod Identity agent credentials URL (default $PODSECRETS_POD_IDENTITY_ENDPOINT, else the agent's link-local "+
 			"address, "+aws.DefaultPodIdentityEndpoint+", or its IPv6 twin for classes with preferredAddressType: ipv6)")
@@ -206,13 +206,13 @@ func runDriver(args []string) error {
 	}
 	region := c.region
 	if region == "" {
-		if region, err = driver.NodeRegion(ctx, dyn, c.nodeID); err != nil {
+		if region, err = kube.NodeRegion(ctx, dyn, c.nodeID); err != nil {
 			log.Warn("no default region: reading the node's region label failed", "error", err.Error())
 		}
 	}
 	awsProvider, err := aws.New(aws.Options{
 		Region:              region,
-		ServiceAccounts:     driver.KubeServiceAccounts{Client: dyn},
+		ServiceAccounts:     kube.ServiceAccounts{Client: dyn},
 		PodIdentityEndpoint: c.podIdentity,
 		Logger:              log.With("provider", "aws"),
 	})
@@ -224,7 +224,7 @@ func runDriver(args []string) error {
 		NodeID:    c.nodeID,
 		Version:   version,
 		Providers: provider.NewRegistry(awsProvider),
-		Classes:   driver.KubeClasses{Client: dyn},
+		Classes:   kube.Classes{Client: dyn},
 		Volumes: volume.New(volume.Options{
 			Mounter:    mount.System{},
 			Writer:     writer,

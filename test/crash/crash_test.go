@@ -29,6 +29,7 @@ import (
 
 	"github.com/podsecrets/podsecrets/driver"
 	"github.com/podsecrets/podsecrets/internal/failpoint"
+	"github.com/podsecrets/podsecrets/kube"
 	"github.com/podsecrets/podsecrets/memcg"
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
@@ -82,7 +83,7 @@ func serveDriver(sock string) error {
 		"spec":     map[string]any{"provider": "fake", "parameters": map[string]any{}},
 	}}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{driver.ClassGVR: "SecretProviderClassList"}, class)
+		map[schema.GroupVersionResource]string{kube.ClassGVR: "SecretProviderClassList"}, class)
 	p := &fake.Provider{}
 	p.SetFiles(files()...)
 	var w volume.Writer = volume.InProcess{}
@@ -93,7 +94,7 @@ func serveDriver(sock string) error {
 	d, err := driver.New(driver.Options{
 		NodeID:    "crash",
 		Providers: provider.NewRegistry(p),
-		Classes:   driver.KubeClasses{Client: dyn},
+		Classes:   kube.Classes{Client: dyn},
 		Volumes:   volume.New(volume.Options{Mounter: mount.System{}, Writer: w, TmpfsSize: 1 << 20}),
 		Logger:    slog.New(slog.NewJSONHandler(os.Stderr, nil)),
 	})

@@ -26,6 +26,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
 	"github.com/podsecrets/podsecrets/driver"
+	"github.com/podsecrets/podsecrets/kube"
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/aws"
@@ -111,19 +112,19 @@ func newEnv(t *testing.T) *env {
 		"metadata": map[string]any{"namespace": "default", "name": "app",
 			"annotations": map[string]any{aws.RoleARNAnnotation: roleApp}}}}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{driver.ClassGVR: "SecretProviderClassList",
+		map[schema.GroupVersionResource]string{kube.ClassGVR: "SecretProviderClassList",
 			{Version: "v1", Resource: "serviceaccounts"}: "ServiceAccountList"},
 		sa,
 		class("ok", objectsOK),
 		class("denied", "- {objectName: other/secret, objectType: secretsmanager}"),
 		class("late", "- {objectName: app/late, objectType: secretsmanager}"))
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p, err := aws.New(aws.Options{Region: region, EndpointURL: srv.URL, ServiceAccounts: driver.KubeServiceAccounts{Client: dyn}, Logger: log})
+	p, err := aws.New(aws.Options{Region: region, EndpointURL: srv.URL, ServiceAccounts: kube.ServiceAccounts{Client: dyn}, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	d, err := driver.New(driver.Options{
-		NodeID: "n", Version: "test", Providers: provider.NewRegistry(p), Classes: driver.KubeClasses{Client: dyn},
+		NodeID: "n", Version: "test", Providers: provider.NewRegistry(p), Classes: kube.Classes{Client: dyn},
 		Volumes: volume.New(volume.Options{Mounter: mount.System{}, TmpfsSize: 1 << 20}), Logger: log,
 	})
 	if err != nil {

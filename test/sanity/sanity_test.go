@@ -15,6 +15,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
 	"github.com/podsecrets/podsecrets/driver"
+	"github.com/podsecrets/podsecrets/kube"
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/fake"
@@ -36,12 +37,12 @@ func TestSanity(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "csi.sock")
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{driver.ClassGVR: "SecretProviderClassList"})
+		map[schema.GroupVersionResource]string{kube.ClassGVR: "SecretProviderClassList"})
 	d, err := driver.New(driver.Options{
 		NodeID:    "sanity-node",
 		Version:   "sanity",
 		Providers: provider.NewRegistry(&fake.Provider{}),
-		Classes:   driver.KubeClasses{Client: dyn},
+		Classes:   kube.Classes{Client: dyn},
 		Volumes:   volume.New(volume.Options{Mounter: mount.System{}, TmpfsSize: 1 << 20}),
 		Logger:    slog.New(slog.DiscardHandler),
 	})

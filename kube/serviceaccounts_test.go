@@ -1,4 +1,4 @@
-package driver
+package kube
 
 import (
 	"context"
@@ -26,7 +26,7 @@ func object(apiVersion, kind, namespace, name string, meta map[string]any) *unst
 	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind, "metadata": md}}
 }
 
-func TestKubeServiceAccounts(t *testing.T) {
+func TestServiceAccounts(t *testing.T) {
 	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{serviceAccountsGVR: "ServiceAccountList", nodesGVR: "NodeList"},
 		object("v1", "ServiceAccount", "ns", "app", map[string]any{
@@ -39,7 +39,7 @@ func TestKubeServiceAccounts(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	sas := KubeServiceAccounts{Client: client}
+	sas := ServiceAccounts{Client: client}
 	tests := map[string]struct {
 		ns, name string
 		wantErr  error

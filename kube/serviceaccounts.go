@@ -1,4 +1,4 @@
-package driver
+package kube
 
 import (
 	"context"
@@ -16,22 +16,19 @@ import (
 // region.
 const RegionLabel = "topology.kubernetes.io/region"
 
-// The driver reads core objects through the dynamic client too: the typed
-// clientset links every API group's types into the binary, doubling its size
-// and the resident memory of every node's driver.
 var (
 	serviceAccountsGVR = schema.GroupVersionResource{Version: "v1", Resource: "serviceaccounts"}
 	nodesGVR           = schema.GroupVersionResource{Version: "v1", Resource: "nodes"}
 )
 
-// KubeServiceAccounts reads ServiceAccount annotations (the IRSA role ARN)
+// ServiceAccounts reads ServiceAccount annotations (the IRSA role ARN)
 // with one GET each; providers receive it through their own small interface.
-type KubeServiceAccounts struct {
+type ServiceAccounts struct {
 	Client dynamic.Interface
 }
 
 // ServiceAccountAnnotations returns the annotations of namespace/name.
-func (k KubeServiceAccounts) ServiceAccountAnnotations(ctx context.Context, namespace, name string) (map[string]string, error) {
+func (k ServiceAccounts) ServiceAccountAnnotations(ctx context.Context, namespace, name string) (map[string]string, error) {
 	sa, err := k.Client.Resource(serviceAccountsGVR).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
