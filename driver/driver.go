@@ -100,7 +100,8 @@ func (d *Driver) Recover(podsDir string) error {
 	if err != nil {
 		return fmt.Errorf("find volumes at start: %w", err)
 	}
-	d.log.Info("start: volumes on the node", "complete", counts[volume.Complete], "incomplete", counts[volume.Incomplete], "foreign", counts[volume.Foreign])
+	d.log.Info("start: volumes on the node", volume.Complete.String(), counts[volume.Complete],
+		volume.Incomplete.String(), counts[volume.Incomplete], volume.Foreign.String(), counts[volume.Foreign])
 	return nil
 }
 

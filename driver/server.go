@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"github.com/podsecrets/podsecrets/internal/logkey"
 )
 
 // SocketPath returns the file system path of a CSI endpoint given as
@@ -83,9 +85,9 @@ func (r *Registration) GetInfo(context.Context, *registerapi.InfoRequest) (*regi
 // NotifyRegistrationStatus implements the kubelet plugin registration API.
 func (r *Registration) NotifyRegistrationStatus(_ context.Context, st *registerapi.RegistrationStatus) (*registerapi.RegistrationStatusResponse, error) {
 	if st.PluginRegistered {
-		r.Logger.Info("registered with kubelet", "endpoint", r.Endpoint)
+		r.Logger.Info("registered with kubelet", logkey.Endpoint, r.Endpoint)
 	} else {
-		r.Logger.Error("kubelet rejected the plugin registration", "error", st.Error)
+		r.Logger.Error("kubelet rejected the plugin registration", logkey.Error, st.Error)
 	}
 	if r.OnStatus != nil {
 		r.OnStatus(st.PluginRegistered)

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podsecrets/podsecrets/driver"
+	"github.com/podsecrets/podsecrets/internal/logkey"
 	"github.com/podsecrets/podsecrets/kube"
 	"github.com/podsecrets/podsecrets/memcg"
 	"github.com/podsecrets/podsecrets/mount"
@@ -207,7 +208,7 @@ func runDriver(args []string) error {
 	region := c.region
 	if region == "" {
 		if region, err = kube.NodeRegion(ctx, dyn, c.nodeID); err != nil {
-			log.Warn("no default region: reading the node's region label failed", "error", err.Error())
+			log.Warn("no default region: reading the node's region label failed", logkey.Error, err.Error())
 		}
 	}
 	awsProvider, err := aws.New(aws.Options{
@@ -279,7 +280,7 @@ func serve(ctx context.Context, c *config, socket string, d *driver.Driver, reg 
 		go func() { errc <- hs.ListenAndServe() }()
 		defer hs.Close()
 	}
-	log.Info("podsecrets driver serving", "version", version, "node", c.nodeID, "endpoint", socket, "http", c.httpAddr)
+	log.Info("podsecrets driver serving", logkey.Version, version, logkey.Node, c.nodeID, logkey.Endpoint, socket, logkey.HTTP, c.httpAddr)
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down; mounted volumes stay in place")

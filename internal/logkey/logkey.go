@@ -22,5 +22,13 @@ const (
 	Target         = "target"
 	Bytes          = "bytes"
 	Region         = "region"
+	FailoverRegion = "failover_region"
 	Identity       = "identity"
+	ObjectCount    = "object_count"
+	Keys           = "keys"   // names of parameter keys
+	Cached         = "cached" // whether credentials came from the cache
+	Endpoint       = "endpoint"
+	Node           = "node"
+	Version        = "version"
+	HTTP           = "http"
 )

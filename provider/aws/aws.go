@@ -31,6 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/logging"
 
+	"github.com/podsecrets/podsecrets/internal/logkey"
 	"github.com/podsecrets/podsecrets/provider"
 )
 
@@ -233,7 +234,7 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 		return nil, err
 	}
 	if len(cfg.Ignored) > 0 {
-		p.log.Debug("aws: ignoring unknown parameters", "class", req.Class, "keys", cfg.Ignored)
+		p.log.Debug("aws: ignoring unknown parameters", logkey.Class, req.Class, logkey.Keys, cfg.Ignored)
 	}
 	region := cfg.Region
 	if region == "" {
@@ -255,25 +256,25 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 		defer cancel()
 	}
 
-	logArgs := []any{"class", req.Class, "pod", req.Pod.Namespace + "/" + req.Pod.Name}
+	logArgs := []any{logkey.Class, req.Class, logkey.Namespace, req.Pod.Namespace, logkey.Pod, req.Pod.Name}
 	id, err := p.resolveIdentity(ctx, &req.Pod, cfg)
 	if err != nil {
-		p.log.Debug("aws: no identity", append(logArgs, "error", err.Error())...)
+		p.log.Debug("aws: no identity", append(logArgs, logkey.Error, err.Error())...)
 		return nil, err
 	}
-	logArgs = append(logArgs, "identity", id.String())
+	logArgs = append(logArgs, logkey.Identity, id.String())
 
 	resp, err := p.fetchRegion(ctx, id, cfg, region, false)
 	if err == nil {
-		p.log.Debug("aws: fetched", append(logArgs, "region", region, "objects", len(cfg.Objects), "duration", time.Since(start))...)
+		p.log.Debug("aws: fetched", append(logArgs, logkey.Region, region, logkey.ObjectCount, len(cfg.Objects), logkey.DurationMS, ms(time.Since(start)))...)
 		resp.Warnings = cfg.warnings(req.Class)
 		return resp, nil
 	}
 	if cfg.FailoverRegion == "" || !errors.Is(err, provider.ErrUnavailable) || ctx.Err() != nil {
-		p.log.Debug("aws: fetch failed", append(logArgs, "region", region, "error", err.Error())...)
+		p.log.Debug("aws: fetch failed", append(logArgs, logkey.Region, region, logkey.Error, err.Error())...)
 		return nil, err
 	}
-	p.log.Info("aws: primary region failed, trying the failover region", append(logArgs, "region", region, "failoverRegion", cfg.FailoverRegion, "error", err.Error())...)
+	p.log.Info("aws: primary region failed, trying the failover region", append(logArgs, logkey.Region, region, logkey.FailoverRegion, cfg.FailoverRegion, logkey.Error, err.Error())...)
 	resp, ferr := p.fetchRegion(ctx, id, cfg, cfg.FailoverRegion, true)
 	if ferr != nil {
 		kind := kindOf(ferr)
@@ -281,10 +282,10 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 			kind = provider.ErrUnavailable
 		}
 		ferr = &kindError{kind: kind, msg: fmt.Sprintf("%v (after region %s failed: %v)", ferr, region, err), cause: ferr}
-		p.log.Debug("aws: fetch failed", append(logArgs, "region", cfg.FailoverRegion, "error", ferr.Error())...)
+		p.log.Debug("aws: fetch failed", append(logArgs, logkey.Region, cfg.FailoverRegion, logkey.Error, ferr.Error())...)
 		return nil, ferr
 	}
-	p.log.Debug("aws: fetched from the failover region", append(logArgs, "region", cfg.FailoverRegion, "objects", len(cfg.Objects), "duration", time.Since(start))...)
+	p.log.Debug("aws: fetched from the failover region", append(logArgs, logkey.Region, cfg.FailoverRegion, logkey.ObjectCount, len(cfg.Objects), logkey.DurationMS, ms(time.Since(start)))...)
 	resp.Warnings = cfg.warnings(req.Class)
 	return resp, nil
 }
@@ -295,7 +296,7 @@ func (p *Provider) fetchRegion(ctx context.Context, id *identity, cfg *config, r
 	if err != nil {
 		return nil, err
 	}
-	p.log.Debug("aws: credentials", "identity", id.String(), "region", region, "cached", cached)
+	p.log.Debug("aws: credentials", logkey.Identity, id.String(), logkey.Region, region, logkey.Cached, cached)
 	f := &fetcher{p: p, region: region, who: id.String(), creds: creds, failover: failover}
 	results, err := f.run(ctx, cfg.Objects)
 	if err != nil {
@@ -303,3 +304,7 @@ func (p *Provider) fetchRegion(ctx context.Context, id *identity, cfg *config, r
 	}
 	return buildResponse(cfg.Objects, results, failover)
 }
+
+// ms renders a duration for logs in milliseconds, the unit logkey.DurationMS
+// names.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/podsecrets/podsecrets/internal/logkey"
 	"github.com/podsecrets/podsecrets/provider"
 )
 
@@ -264,7 +265,7 @@ func (f *fetcher) smBatch(ctx context.Context, ks []fetchKey) error {
 		out, err := f.p.sm.BatchGetSecretValue(ctx, &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids, NextToken: token}, f.smOptions)
 		if err != nil {
 			if kind, _, _ := describeErr(err); page == 0 && kind == provider.ErrPermissionDenied {
-				f.p.log.Debug("aws: BatchGetSecretValue denied; reading secrets one by one", "region", f.region, "identity", f.who, "secrets", len(ks))
+				f.p.log.Debug("aws: BatchGetSecretValue denied; reading secrets one by one", logkey.Region, f.region, logkey.Identity, f.who, logkey.ObjectCount, len(ks))
 				break
 			}
 			return storeError(err, f.whatBatch("secretsmanager BatchGetSecretValue", ks), f.region, f.who)

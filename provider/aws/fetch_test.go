@@ -1044,7 +1044,7 @@ func TestFailoverLogs(t *testing.T) {
 	e.secret(west, "db", "w")
 	e.st.SetFault(east, store.Fault{Rate: 1})
 	e.mustFetch(map[string]string{"failoverRegion": west, "objects": sm("db")})
-	if logs := e.logs.String(); !strings.Contains(logs, "trying the failover region") || !strings.Contains(logs, "failoverRegion=us-west-2") {
+	if logs := e.logs.String(); !strings.Contains(logs, "trying the failover region") || !strings.Contains(logs, "failover_region=us-west-2") {
 		t.Errorf("no failover log line:\n%s", logs)
 	}
 }
