@@ -53,8 +53,13 @@ func TestSystemTmpfs(t *testing.T) {
 	}
 	// Too big for the size limit: fails cleanly instead of eating node memory.
 	big := []File{{Path: "big", Mode: 0o600, Data: make([]byte, 2<<20)}}
-	if err := WriteFileSet(target, big, nil); !errors.Is(err, unix.ENOSPC) {
+	err = WriteFileSet(target, big, nil)
+	if !errors.Is(err, unix.ENOSPC) {
 		t.Fatalf("writing 2 MiB into a 1 MiB tmpfs = %v, want ENOSPC", err)
+	}
+	// Stable for kubelet's event merging: no node path, no version name.
+	if msg := err.Error(); msg != "write big: no space left on device" {
+		t.Fatalf("error %q, want %q", msg, "write big: no space left on device")
 	}
 	if err := WriteFileSet(target, files("a", "1"), nil); err != nil {
 		t.Fatal(err)
