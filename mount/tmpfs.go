@@ -110,6 +110,9 @@ func (System) Unmount(target string) error {
 // with a few hundred mounts: the superblock's read-only flag and the mount's
 // source are only there, and a publish needs both.
 func (System) Status(target string) (Status, error) {
+	// mountinfo names mount points in clean form; an unclean target would
+	// look unmounted and be mounted over.
+	target = filepath.Clean(target)
 	if _, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) {
 		return Status{}, nil
 	}

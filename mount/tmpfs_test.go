@@ -31,8 +31,10 @@ func TestSystemTmpfs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Unmount(target, unix.MNT_DETACH) })
-	if s, err := m.Status(target); err != nil || s != (Status{Mounted: true, Ours: true}) {
-		t.Fatalf("Status after mount = %+v, %v; want mounted, ours, writable", s, err)
+	for _, name := range []string{target, target + "/", filepath.Dir(target) + "/./mount"} {
+		if s, err := m.Status(name); err != nil || s != (Status{Mounted: true, Ours: true}) {
+			t.Fatalf("Status(%q) after mount = %+v, %v; want mounted, ours, writable", name, s, err)
+		}
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(target, &st); err != nil {
