@@ -45,14 +45,16 @@ demo:
 demo-down:
 	$(GO_ENV) test/e2e/e2e.sh down
 
-## bench: the real-node startup row on a fresh cluster (torn down again), then the in-process rows with
+## bench: the real-node startup and memory rows on a fresh cluster (torn down again), then the in-process rows with
 ## the machine quiet; writes docs/benchmarks.md. Never part of `make test`.
 bench:
-	$(GO_ENV) mkdir -p _output && rm -f _output/realnode.json; \
+	$(GO_ENV) mkdir -p _output && rm -f _output/realnode.json _output/memory.json; \
 	if test/e2e/e2e.sh up; then \
 	  PODSECRETS_REALNODE_OUT=$(CURDIR)/_output/realnode.json test/e2e/e2e.sh test -run TestRealNodeStartup || true; \
+	  PODSECRETS_E2E_MEMORY_OUT=$(CURDIR)/_output/memory.json test/e2e/e2e.sh test -run TestManyLargeVolumes || true; \
 	fi; test/e2e/e2e.sh down; \
-	go run ./test/bench -out docs/benchmarks.md $$(test -s _output/realnode.json && echo -realnode _output/realnode.json)
+	go run ./test/bench -out docs/benchmarks.md $$(test -s _output/realnode.json && echo -realnode _output/realnode.json) \
+	  $$(test -s _output/memory.json && echo -memory _output/memory.json)
 
 clean:
 	rm -rf bin _output

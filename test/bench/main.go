@@ -41,6 +41,7 @@ func main() {
 	out := flag.String("out", "", "also write the report as Markdown to this file (make bench: docs/benchmarks.md)")
 	quick := flag.Bool("quick", false, "fewer samples: a smoke run in well under a minute")
 	realnode := flag.String("realnode", "", "JSON file of the e2e suite's real-node pod start-up times to include")
+	memory := flag.String("memory", "", "JSON file of the e2e suite's real-node memory scenario (100 × 7.5 MiB volumes) to include")
 	onDisk := flag.Bool("kubelet-root-disk", false, "keep the kubelet root on $TMPDIR's file system instead of a tmpfs of its own")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -51,7 +52,7 @@ func main() {
 	// clean-up: writes then fail instead.
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	err := run(ctx, options{out: *out, quick: *quick, realnode: *realnode, onDisk: *onDisk, pprofDir: os.Getenv("BENCH_PPROF_DIR")})
+	err := run(ctx, options{out: *out, quick: *quick, realnode: *realnode, memory: *memory, onDisk: *onDisk, pprofDir: os.Getenv("BENCH_PPROF_DIR")})
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -60,8 +61,8 @@ func main() {
 }
 
 type options struct {
-	out, realnode, pprofDir string
-	quick, onDisk           bool
+	out, realnode, memory, pprofDir string
+	quick, onDisk                   bool
 }
 
 // Results is everything one run measured.
@@ -79,6 +80,7 @@ type Results struct {
 	Republish         *RepublishResult // row 4
 	Bursts            []*BurstResult   // rows 3 and 5
 	RealNode          *RealNode        // row 6, from -realnode
+	Memory            *RealNodeMemory  // row 7, from -memory
 	// KubeletRootFS says where the kubelet root was; FS* are the medians of
 	// making and removing a target directory on the disk and on tmpfs.
 	KubeletRootFS          string
@@ -131,6 +133,16 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}
 	// Read the real-node file first: a typo should not cost a whole run.
+	if o.memory != "" {
+		b, err := os.ReadFile(o.memory)
+		if err != nil {
+			return fmt.Errorf("-memory: %w", err)
+		}
+		res.Memory = &RealNodeMemory{}
+		if err := json.Unmarshal(b, res.Memory); err != nil || res.Memory.Pods == 0 {
+			return fmt.Errorf("-memory %s: not the e2e memory scenario's JSON (%v)", o.memory, err)
+		}
+	}
 	if o.realnode != "" {
 		rn, err := readRealNode(o.realnode)
 		if err != nil {
@@ -515,6 +527,25 @@ func unescapeMountinfo(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// RealNodeMemory is the e2e suite's memory scenario (TestManyLargeVolumes):
+// many pods with large volumes at once, on a real node.
+type RealNodeMemory struct {
+	Pods                  int       `json:"pods"`
+	VolumeBytes           int64     `json:"volumeBytes"`
+	AllRunningSeconds     float64   `json:"allRunningSeconds"`
+	DriverPeakCgroupBytes int64     `json:"driverPeakCgroupBytes"`
+	DriverPeakRSSBytes    int64     `json:"driverPeakRSSBytes"`
+	DriverRSSBeforeBytes  int64     `json:"driverRSSBeforeBytes"`
+	DriverRSSAfterBytes   int64     `json:"driverRSSAfterBytes"`
+	DriverShmemBytes      int64     `json:"driverShmemBytes"`
+	DriverRestarts        int       `json:"driverRestarts"`
+	DriverOOMKills        int64     `json:"driverOOMKills"`
+	PodShmemMinBytes      int64     `json:"podShmemMinBytes"`
+	PodShmemMaxBytes      int64     `json:"podShmemMaxBytes"`
+	PodShmemTotalBytes    int64     `json:"podShmemTotalBytes"`
+	DriverPublishMs       []float64 `json:"driverPublishMs"`
 }
 
 // RealNode is the e2e suite's measurement of pod start-up on a real node.
