@@ -78,6 +78,8 @@ type config struct {
 	kubeQPS                                             float64
 	nodeVolumeBytes, volumeMemory, cgroupRoot, kubepods string
 	maxWriters                                          int
+	awsShareWindow                                      time.Duration
+	awsReadStrategy                                     aws.ReadStrategy
 }
 
 // Values of --volume-memory.
@@ -111,6 +113,10 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.podIdentity, "pod-identity-endpoint", os.Getenv("PODSECRETS_POD_IDENTITY_ENDPOINT"),
 		"EKS Pod Identity agent credentials URL (default $PODSECRETS_POD_IDENTITY_ENDPOINT, else the agent's link-local "+
 			"address, "+aws.DefaultPodIdentityEndpoint+", or its IPv6 twin for classes with preferredAddressType: ipv6)")
+	fs.DurationVar(&c.awsShareWindow, "aws-share-window", aws.DefaultShareWindow,
+		"how long pods of one service account reuse a store read on this node (0 disables sharing)")
+	fs.TextVar(&c.awsReadStrategy, "aws-read-strategy", aws.ReadByQuota,
+		"API for current Secrets Manager values: quota (by quota headroom) or batch (always BatchGetSecretValue)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -124,6 +130,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("-volume-memory %q: want pod or driver", c.volumeMemory)
 	case c.maxWriters < 1:
 		return nil, fmt.Errorf("-max-concurrent-writes %d: want at least 1", c.maxWriters)
+	case c.awsShareWindow < 0 || c.awsShareWindow > aws.MaxShareWindow:
+		return nil, fmt.Errorf("-aws-share-window %v: want 0 up to %v", c.awsShareWindow, aws.MaxShareWindow)
 	}
 	return c, nil
 }
@@ -215,6 +223,8 @@ func runDriver(args []string) error {
 		Region:              region,
 		ServiceAccounts:     kube.ServiceAccounts{Client: dyn},
 		PodIdentityEndpoint: c.podIdentity,
+		ShareWindow:         c.awsShareWindow,
+		ReadStrategy:        c.awsReadStrategy,
 		Logger:              log.With("provider", "aws"),
 	})
 	if err != nil {

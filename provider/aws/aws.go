@@ -8,9 +8,12 @@
 // for audience pods.eks.amazonaws.com, sent to the node's agent). The node's
 // own AWS credentials are never used.
 //
-// Secrets Manager objects at AWSCURRENT are fetched with BatchGetSecretValue
-// (20 per call), other versions with GetSecretValue, and SSM parameters with
-// GetParameters (10 per call), in parallel.
+// Secrets Manager objects at AWSCURRENT are fetched with parallel
+// GetSecretValue calls or BatchGetSecretValue (20 per call), whichever uses
+// less of its quota (see ReadStrategy), other versions with GetSecretValue,
+// and SSM parameters with GetParameters (10 per call), all in parallel.
+// Fetches of one identity on the node share their reads (see
+// Options.ShareWindow).
 package aws
 
 import (
@@ -75,12 +78,28 @@ type Options struct {
 	Now func() time.Time
 	// MaxConcurrency bounds the parallel store calls of one Fetch; default 8.
 	MaxConcurrency int
+	// ShareWindow is how long a value read for one Fetch is reused by
+	// Fetches of the same identity (namespace, service account, role,
+	// region) needing the same object, after it arrived; such Fetches also
+	// wait for a read already in flight instead of calling. 0 shares
+	// nothing: every Fetch reads for itself. At most MaxShareWindow; cmd
+	// defaults it to DefaultShareWindow.
+	ShareWindow time.Duration
+	// ReadStrategy selects the API of current Secrets Manager values;
+	// default ReadByQuota.
+	ReadStrategy ReadStrategy
+	// Quotas are the account's request quotas ReadByQuota weighs reads
+	// against; zero fields take AWS's defaults.
+	Quotas Quotas
 
 	// retryer, if set, replaces the standard retryer (tests use one without
 	// backoff delays).
 	retryer func() aws.Retryer
 	// callTimeout, if set, replaces defaultCallTimeout.
 	callTimeout time.Duration
+	// onShare, if set, is told how each Fetch's reads were split into
+	// owned, waited for and reused (tests).
+	onShare func(owned, waited, reused int)
 }
 
 // ServiceAccountGetter reads ServiceAccounts.
@@ -104,6 +123,9 @@ type Provider struct {
 	maxConcurrency      int
 	callTimeout         time.Duration
 	newRetryer          func() aws.Retryer
+	strategy            ReadStrategy
+	quotas              Quotas
+	share               *shareTable // nil: reads are not shared
 
 	sm     *secretsmanager.Client
 	ssm    *ssm.Client
@@ -133,6 +155,16 @@ func New(opts Options) (*Provider, error) {
 	if opts.Region != "" && !validRegion(opts.Region) {
 		return nil, fmt.Errorf("aws: default region %q is not a region code", opts.Region)
 	}
+	if opts.ShareWindow < 0 || opts.ShareWindow > MaxShareWindow {
+		return nil, fmt.Errorf("aws: Options.ShareWindow %v: want 0 (no sharing) up to %v", opts.ShareWindow, MaxShareWindow)
+	}
+	if _, ok := readStrategyNames[opts.ReadStrategy]; !ok {
+		return nil, fmt.Errorf("aws: Options.ReadStrategy %v: want ReadByQuota or ReadBatch", opts.ReadStrategy)
+	}
+	quotas, err := opts.Quotas.withDefaults()
+	if err != nil {
+		return nil, err
+	}
 	p := &Provider{
 		region:              opts.Region,
 		serviceAccounts:     opts.ServiceAccounts,
@@ -143,6 +175,11 @@ func New(opts Options) (*Provider, error) {
 		maxConcurrency:      opts.MaxConcurrency,
 		callTimeout:         opts.callTimeout,
 		newRetryer:          opts.retryer,
+		strategy:            opts.ReadStrategy,
+		quotas:              quotas,
+	}
+	if opts.ShareWindow > 0 {
+		p.share = newShareTable(opts.ShareWindow, opts.onShare)
 	}
 	if p.podIdentityEndpoint == "" {
 		p.podIdentityEndpoint = DefaultPodIdentityEndpoint
@@ -297,7 +334,7 @@ func (p *Provider) fetchRegion(ctx context.Context, id *identity, cfg *config, r
 		return nil, err
 	}
 	p.log.Debug("aws: credentials", logkey.Identity, id.String(), logkey.Region, region, logkey.Cached, cached)
-	f := &fetcher{p: p, region: region, who: id.String(), creds: creds, failover: failover}
+	f := &fetcher{p: p, region: region, who: id.String(), id: id.credKey(region), creds: creds, failover: failover}
 	results, err := f.run(ctx, cfg.Objects)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	smithy "github.com/aws/smithy-go"
 
 	"github.com/podsecrets/podsecrets/provider"
@@ -144,6 +145,32 @@ func storeError(err error, what, region, who string, redact ...string) error {
 		msg:   fmt.Sprintf("%s in region %s as %s: %s", what, region, who, text),
 		cause: err,
 	}
+}
+
+// storeErrorThen is storeError for a read that failed with err and whose
+// fallback call op then failed with then: err's kind, both errors' texts.
+func storeErrorThen(err error, what, region, who, op string, then error) error {
+	kind, _, text := describeErr(err)
+	_, _, thenText := describeErr(then)
+	return &kindError{
+		kind:  kind,
+		msg:   fmt.Sprintf("%s in region %s as %s: %s; then %s: %s", what, region, who, text, op, thenText),
+		cause: err,
+	}
+}
+
+// isThrottle reports whether err, from a store call whose SDK retries are
+// spent, says the account's request quota is exceeded: the codes the SDK
+// itself retries as throttles, or HTTP 429.
+func isThrottle(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		if _, ok := retry.DefaultThrottleErrorCodes[ae.ErrorCode()]; ok {
+			return true
+		}
+	}
+	var hs interface{ HTTPStatusCode() int }
+	return errors.As(err, &hs) && hs.HTTPStatusCode() == 429
 }
 
 // apiError is an AWS error reported inside a successful response (the

@@ -71,40 +71,71 @@ func (k fetchKey) describe() string {
 	return s
 }
 
-// result is one fetched value.
+// result is one fetched value. It is shared by the Fetches that share its
+// read and never modified: buildResponse copies the data into each
+// response.
 type result struct {
 	data    []byte
 	id      string // ARN, or parameter name
 	version string
 }
 
-// plan groups the reads of objs into store calls.
-type plan struct {
-	smBatches [][]fetchKey
-	smSingles []fetchKey
-	ssm       [][]fetchKey
-	owners    map[fetchKey]*object // first object needing each key, for messages
-}
-
-func makePlan(objs []object, failover bool) *plan {
-	pl := &plan{owners: map[fetchKey]*object{}}
-	var batch, params []fetchKey
+// keysOf returns the distinct reads objs need, in objects order, and the
+// first object needing each (for messages).
+func keysOf(objs []object, failover bool) ([]fetchKey, map[fetchKey]*object) {
+	keys := make([]fetchKey, 0, len(objs))
+	owners := make(map[fetchKey]*object, len(objs))
 	for i := range objs {
 		k := keyOf(&objs[i], failover)
-		if _, dup := pl.owners[k]; dup {
+		if _, dup := owners[k]; dup {
 			continue
 		}
-		pl.owners[k] = &objs[i]
+		owners[k] = &objs[i]
+		keys = append(keys, k)
+	}
+	return keys, owners
+}
+
+// plan groups reads into store calls.
+type plan struct {
+	// smBatches are BatchGetSecretValue calls of up to 20 current secrets.
+	smBatches [][]fetchKey
+	// smCurrent are current secrets read with one GetSecretValue call
+	// each, which fall back to BatchGetSecretValue when throttled.
+	smCurrent []fetchKey
+	// smSingles are GetSecretValue reads without a fallback: pinned
+	// versions and labels, which BatchGetSecretValue cannot read (and,
+	// with ReadBatch, a lone current secret).
+	smSingles []fetchKey
+	// ssm are GetParameters calls of up to 10 parameters.
+	ssm [][]fetchKey
+}
+
+func makePlan(keys []fetchKey, strategy ReadStrategy, q Quotas) *plan {
+	pl := &plan{}
+	var current, params []fetchKey
+	for _, k := range keys {
 		switch {
 		case k.typ == typeSSMParameter:
 			params = append(params, k)
 		case k.batchable():
-			batch = append(batch, k)
+			current = append(current, k)
 		default:
 			pl.smSingles = append(pl.smSingles, k)
 		}
 	}
-	pl.smBatches = chunk(batch, smBatchSize)
+	// Weighed chunk by chunk: a remainder of 3 secrets is 3 calls against
+	// one batch call of its own.
+	for _, c := range chunk(current, smBatchSize) {
+		switch {
+		case strategy == ReadBatch && len(c) == 1:
+			pl.smSingles = append(pl.smSingles, c...)
+		case strategy == ReadBatch || q.batchCheaper(len(c)):
+			pl.smBatches = append(pl.smBatches, c)
+		default:
+			pl.smCurrent = append(pl.smCurrent, c...)
+		}
+	}
 	pl.ssm = chunk(params, ssmBatchSize)
 	return pl
 }
@@ -124,94 +155,209 @@ type fetcher struct {
 	p        *Provider
 	region   string
 	who      string
+	id       credKey // the identity's key: reads are shared only under it
 	creds    aws.Credentials
 	failover bool
 
-	pl      *plan
-	ctx     context.Context
-	cancel  context.CancelFunc
-	sem     chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	err     error
-	results map[fetchKey]*result
+	owners map[fetchKey]*object
+	reads  map[fetchKey]*read // every key of the Fetch; not modified after run starts
+	mine   map[fetchKey]bool  // the keys this Fetch reads itself
+	share  *shareTable        // nil: nothing is shared
+
+	ctx    context.Context // of the store calls
+	cancel context.CancelFunc
+	sem    chan struct{}
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	err    error         // the first error of this Fetch's own reads
+	failed chan struct{} // closed when err is set
 }
 
-// run fetches every object; the first error cancels the other calls.
+// run fetches every object. Without sharing, the first error cancels the
+// other calls; with sharing, the reads this Fetch owns run on for the
+// Fetches waiting for them (see share.go).
 func (f *fetcher) run(ctx context.Context, objs []object) (map[fetchKey]*result, error) {
-	f.pl = makePlan(objs, f.failover)
-	f.ctx, f.cancel = context.WithCancel(ctx)
-	defer f.cancel()
+	keys, owners := keysOf(objs, f.failover)
+	f.owners, f.share = owners, f.p.share
+	f.failed = make(chan struct{})
 	f.sem = make(chan struct{}, f.p.maxConcurrency)
-	f.results = make(map[fetchKey]*result, len(f.pl.owners))
-
-	for _, b := range f.pl.smBatches {
-		f.submit(func(ctx context.Context) error { return f.smBatch(ctx, b) })
-	}
-	for _, k := range f.pl.smSingles {
-		f.submit(func(ctx context.Context) error { return f.smSingle(ctx, k) })
-	}
-	for _, b := range f.pl.ssm {
-		f.submit(func(ctx context.Context) error { return f.ssmBatch(ctx, b) })
-	}
-	f.wg.Wait()
-	if f.err != nil {
-		return nil, f.err
-	}
-	for k := range f.pl.owners {
-		if f.results[k] == nil { // every call succeeded, so this is a bug
-			return nil, &kindError{kind: provider.ErrUnavailable, msg: fmt.Sprintf("%s: no value was fetched", f.what(k))}
+	var owned []fetchKey
+	if f.share != nil {
+		f.reads, owned = f.share.acquire(f.id, keys)
+		f.ctx, f.cancel = context.WithoutCancel(ctx), func() {}
+	} else {
+		f.reads = make(map[fetchKey]*read, len(keys))
+		for _, k := range keys {
+			f.reads[k] = newRead()
 		}
+		owned = keys
+		f.ctx, f.cancel = context.WithCancel(ctx)
 	}
-	return f.results, nil
+	f.mine = make(map[fetchKey]bool, len(owned))
+	for _, k := range owned {
+		f.mine[k] = true
+	}
+	f.start(owned)
+	results, err := f.wait(ctx, keys)
+	if f.share == nil {
+		// Nobody else needs the calls still running.
+		f.cancel()
+		f.wg.Wait()
+	}
+	return results, err
 }
 
-// submit runs job when a concurrency slot is free. Jobs may submit more jobs.
-func (f *fetcher) submit(job func(context.Context) error) {
-	f.wg.Add(1)
+// start submits the store calls of keys, batched by the plan.
+func (f *fetcher) start(keys []fetchKey) {
+	if len(keys) == 0 {
+		return
+	}
+	pl := makePlan(keys, f.p.strategy, f.p.quotas)
+	for _, b := range pl.smBatches {
+		f.submit(b, func(ctx context.Context) { f.smBatch(ctx, b, nil) }, nil)
+	}
+	f.smCurrent(pl.smCurrent)
+	for _, k := range pl.smSingles {
+		f.submit([]fetchKey{k}, func(ctx context.Context) { f.smSingle(ctx, k, nil) }, nil)
+	}
+	for _, b := range pl.ssm {
+		f.submit(b, func(ctx context.Context) { f.ssmBatch(ctx, b) }, nil)
+	}
 	go func() {
-		defer f.wg.Done()
-		select {
-		case f.sem <- struct{}{}:
-		case <-f.ctx.Done():
-			// Either an error was recorded (fail keeps the first one) or
-			// the caller gave up.
-			f.fail(&kindError{kind: provider.ErrUnavailable, msg: "fetch canceled: " + f.ctx.Err().Error(), cause: f.ctx.Err()})
-			return
-		}
-		defer func() { <-f.sem }()
-		if err := f.ctx.Err(); err != nil {
-			f.fail(&kindError{kind: provider.ErrUnavailable, msg: "fetch canceled: " + err.Error(), cause: err})
-			return
-		}
-		ctx, cancel := context.WithTimeout(f.ctx, f.p.callTimeout)
-		defer cancel()
-		if err := job(ctx); err != nil {
-			f.fail(err)
+		f.wg.Wait()
+		for _, k := range keys { // every call ended, so a key left is a bug
+			f.failKey(k, func(what string) error {
+				return &kindError{kind: provider.ErrUnavailable, msg: what + ": no value was fetched"}
+			})
 		}
 	}()
 }
 
-// fail records the first error and cancels the remaining calls.
+// wait collects the result of every key. It returns at the first error of
+// this Fetch's own reads, at the error of a read it waits for, or when ctx
+// ends: a waiter never waits longer than its own context.
+func (f *fetcher) wait(ctx context.Context, keys []fetchKey) (map[fetchKey]*result, error) {
+	results := make(map[fetchKey]*result, len(keys))
+	for _, k := range keys {
+		r := f.reads[k]
+		select {
+		case <-r.done:
+		case <-f.failed:
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return nil, f.err
+		case <-ctx.Done():
+			return nil, &kindError{kind: provider.ErrUnavailable, msg: fmt.Sprintf("%s in region %s: fetch canceled: %v", f.what(k), f.region, ctx.Err()), cause: ctx.Err()}
+		}
+		switch {
+		case r.errFor != nil:
+			return nil, r.errFor(f.what(k))
+		case r.err != nil:
+			return nil, r.err
+		}
+		results[k] = r.res
+	}
+	return results, nil
+}
+
+// submit runs job, which reads keys ks, when a concurrency slot is free. A
+// job finishes each of its keys or hands it to another job; a job that
+// cannot start because the Fetch ended fails them. after, if set, runs
+// when the job ended or was skipped. Jobs may submit more jobs.
+func (f *fetcher) submit(ks []fetchKey, job func(context.Context), after func()) {
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		if after != nil {
+			defer after() // after the slot is released: it may submit
+		}
+		select {
+		case f.sem <- struct{}{}:
+		case <-f.ctx.Done():
+			f.failKeys(ks, canceled(f.ctx.Err()))
+			return
+		}
+		defer func() { <-f.sem }()
+		if err := f.ctx.Err(); err != nil {
+			f.failKeys(ks, canceled(err))
+			return
+		}
+		ctx, cancel := context.WithTimeout(f.ctx, f.p.callTimeout)
+		defer cancel()
+		job(ctx)
+	}()
+}
+
+func canceled(err error) error {
+	return &kindError{kind: provider.ErrUnavailable, msg: "fetch canceled: " + err.Error(), cause: err}
+}
+
+// fail records the first error of this Fetch's own reads and, without
+// sharing, cancels the remaining calls.
 func (f *fetcher) fail(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err == nil {
 		f.err = err
+		close(f.failed)
 		f.cancel()
 	}
 }
 
-func (f *fetcher) store(k fetchKey, r *result) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.results[k] = r
+// ok records the value read for k.
+func (f *fetcher) ok(k fetchKey, r *result) { f.finish(k, r, nil, nil) }
+
+// failKey records the failure of the read of k alone; errFor renders the
+// error for a Fetch's name of the object (see read.errFor).
+func (f *fetcher) failKey(k fetchKey, errFor func(what string) error) { f.finish(k, nil, nil, errFor) }
+
+// failKeys records the failure of a call that read ks: err names the call.
+func (f *fetcher) failKeys(ks []fetchKey, err error) {
+	for _, k := range ks {
+		f.finish(k, nil, err, nil)
+	}
+}
+
+// finish records the outcome of the read of k, if this Fetch owns it and
+// it has none yet, and publishes it to the Fetches waiting for it.
+func (f *fetcher) finish(k fetchKey, res *result, err error, errFor func(string) error) {
+	r := f.reads[k]
+	if !f.mine[k] {
+		return
+	}
+	var first bool
+	if f.share != nil {
+		first = f.share.finish(f.id, k, r, res, err, errFor)
+	} else {
+		first = r.finish(res, err, errFor, nil, nil)
+	}
+	if !first || (err == nil && errFor == nil) {
+		return
+	}
+	if errFor != nil {
+		err = errFor(f.what(k))
+	}
+	f.fail(err)
+}
+
+// keyErr renders the store's error cause of the read of one key.
+func (f *fetcher) keyErr(cause error) func(string) error {
+	return func(what string) error { return storeError(cause, what, f.region, f.who) }
+}
+
+// thenErr renders a read that failed with err and whose fallback call op
+// failed too with then. Its kind is err's: a throttled read stays
+// Unavailable (retryable, eligible for the failover region) even when the
+// role may not call the fallback API.
+func (f *fetcher) thenErr(err error, op string, then error) func(string) error {
+	return func(what string) error { return storeErrorThen(err, what, f.region, f.who, op, then) }
 }
 
 // what names the object(s) read with k, for messages.
 func (f *fetcher) what(k fetchKey) string {
 	s := k.describe()
-	if o := f.pl.owners[k]; o != nil {
+	if o := f.owners[k]; o != nil {
 		s += fmt.Sprintf(" (objects[%d])", o.Index)
 	}
 	return s
@@ -241,41 +387,102 @@ func (f *fetcher) ssmOptions(o *ssm.Options) {
 	o.Region, o.Credentials = f.region, aws.CredentialsProviderFunc(f.credentials)
 }
 
-// readError is the error of a failed read of k, from either store.
-func (f *fetcher) readError(err error, k fetchKey) error {
-	return storeError(err, f.what(k), f.region, f.who)
+// smCurrent reads current secrets with one GetSecretValue call each, all in
+// parallel. The reads still throttled after the SDK's retries are read
+// again with BatchGetSecretValue, in chunks of 20, once every call of the
+// group has ended: the batch quota is a bucket of its own, so it has
+// headroom when GetSecretValue's is spent, and waiting for the group makes
+// one batch of the throttled reads instead of one batch each (the group's
+// calls are parallel, so this costs one more round trip, not more).
+func (f *fetcher) smCurrent(ks []fetchKey) {
+	if len(ks) == 0 {
+		return
+	}
+	var mu sync.Mutex
+	left := len(ks)
+	throttled := map[fetchKey]error{}
+	for _, k := range ks {
+		f.submit([]fetchKey{k}, func(ctx context.Context) {
+			res, err := f.getSecretValue(ctx, k)
+			switch {
+			case err == nil:
+				f.ok(k, res)
+			case isThrottle(err):
+				mu.Lock()
+				throttled[k] = err
+				mu.Unlock()
+			default:
+				f.failKey(k, f.keyErr(err))
+			}
+		}, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if left--; left > 0 || len(throttled) == 0 {
+				return
+			}
+			again := make([]fetchKey, 0, len(throttled))
+			for _, k := range ks {
+				if throttled[k] != nil {
+					again = append(again, k)
+				}
+			}
+			f.p.log.Debug("aws: GetSecretValue throttled; reading with BatchGetSecretValue", logkey.Region, f.region, logkey.Identity, f.who, logkey.ObjectCount, len(again))
+			for _, b := range chunk(again, smBatchSize) {
+				f.submit(b, func(ctx context.Context) { f.smBatch(ctx, b, throttled) }, nil)
+			}
+		})
+	}
 }
 
-// smBatch reads up to 20 AWSCURRENT secrets with BatchGetSecretValue.
-// Secrets the response does not account for are read one by one; so are all
-// of them if the role may not call BatchGetSecretValue (policies written for
-// the incumbent provider allow only GetSecretValue).
-func (f *fetcher) smBatch(ctx context.Context, ks []fetchKey) error {
-	if len(ks) == 1 {
-		return f.smSingle(ctx, ks[0])
-	}
+// smBatch reads up to 20 current secrets with BatchGetSecretValue.
+// Secrets the response does not account for are read one by one; so are
+// all of them if the role may not call BatchGetSecretValue (policies
+// written for the incumbent provider allow only GetSecretValue) or, with
+// ReadByQuota, if the call is throttled after the SDK's retries (the other
+// API has a quota of its own). prior, for a batch that is itself the
+// fallback of throttled GetSecretValue calls, holds each key's error: such
+// a batch falls back no further.
+func (f *fetcher) smBatch(ctx context.Context, ks []fetchKey, prior map[fetchKey]error) {
 	pending := make(map[string]fetchKey, len(ks))
 	ids := make([]string, 0, len(ks))
 	for _, k := range ks {
 		pending[k.Name] = k
 		ids = append(ids, k.Name)
 	}
+	var throttled error // the batch's, when its secrets are read one by one because of it
 	var token *string
+pages:
 	for page := 0; page < maxBatchPage && len(pending) > 0; page++ {
 		out, err := f.p.sm.BatchGetSecretValue(ctx, &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids, NextToken: token}, f.smOptions)
 		if err != nil {
-			if kind, _, _ := describeErr(err); page == 0 && kind == provider.ErrPermissionDenied {
+			kind, _, _ := describeErr(err)
+			left := pendingOf(ks, pending)
+			switch {
+			case prior != nil:
+				// The fallback failed too: each read fails with its
+				// own GetSecretValue error, noting this one.
+				for _, k := range left {
+					f.failKey(k, f.thenErr(prior[k], "BatchGetSecretValue", err))
+				}
+				return
+			case page == 0 && kind == provider.ErrPermissionDenied:
 				f.p.log.Debug("aws: BatchGetSecretValue denied; reading secrets one by one", logkey.Region, f.region, logkey.Identity, f.who, logkey.ObjectCount, len(ks))
-				break
+				break pages
+			case page == 0 && f.p.strategy == ReadByQuota && isThrottle(err):
+				f.p.log.Debug("aws: BatchGetSecretValue throttled; reading with GetSecretValue", logkey.Region, f.region, logkey.Identity, f.who, logkey.ObjectCount, len(ks))
+				throttled = err
+				break pages
 			}
-			return storeError(err, f.whatBatch("secretsmanager BatchGetSecretValue", ks), f.region, f.who)
+			f.failKeys(left, storeError(err, f.whatBatch("secretsmanager BatchGetSecretValue", left), f.region, f.who))
+			return
 		}
 		for _, e := range out.Errors {
 			k, ok := pending[aws.ToString(e.SecretId)]
 			if !ok {
 				continue
 			}
-			return f.readError(&apiError{code: aws.ToString(e.ErrorCode), message: aws.ToString(e.Message)}, k)
+			delete(pending, k.Name)
+			f.failKey(k, f.keyErr(&apiError{code: aws.ToString(e.ErrorCode), message: aws.ToString(e.Message)}))
 		}
 		for _, v := range out.SecretValues {
 			for _, id := range []string{aws.ToString(v.Name), aws.ToString(v.ARN)} {
@@ -284,7 +491,7 @@ func (f *fetcher) smBatch(ctx context.Context, ks []fetchKey) error {
 					continue
 				}
 				delete(pending, id)
-				f.store(k, smResult(v.SecretString, v.SecretBinary, v.ARN, v.Name, v.VersionId))
+				f.ok(k, smResult(v.SecretString, v.SecretBinary, v.ARN, v.Name, v.VersionId))
 				break
 			}
 		}
@@ -294,21 +501,41 @@ func (f *fetcher) smBatch(ctx context.Context, ks []fetchKey) error {
 		token = out.NextToken
 	}
 	// Whatever is left: read one by one (an id the batch answer names
-	// differently, e.g. a partial ARN, or all of them after a denial).
-	left := make([]fetchKey, 0, len(pending))
-	for _, k := range ks {
-		if _, ok := pending[k.Name]; ok {
-			left = append(left, k)
-		}
+	// differently, e.g. a partial ARN, or all of them after a denial or a
+	// throttle).
+	for _, k := range pendingOf(ks, pending) {
+		f.submit([]fetchKey{k}, func(ctx context.Context) { f.smSingle(ctx, k, throttled) }, nil)
 	}
-	for _, k := range left {
-		f.submit(func(ctx context.Context) error { return f.smSingle(ctx, k) })
-	}
-	return nil
 }
 
-// smSingle reads one secret version with GetSecretValue.
-func (f *fetcher) smSingle(ctx context.Context, k fetchKey) error {
+// pendingOf returns the keys of ks still in pending, in ks order.
+func pendingOf(ks []fetchKey, pending map[string]fetchKey) []fetchKey {
+	out := make([]fetchKey, 0, len(pending))
+	for _, k := range ks {
+		if _, ok := pending[k.Name]; ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// smSingle reads one secret version with GetSecretValue. after, if set, is
+// the throttling error of the BatchGetSecretValue call this read replaces;
+// the read falls back no further.
+func (f *fetcher) smSingle(ctx context.Context, k fetchKey, after error) {
+	res, err := f.getSecretValue(ctx, k)
+	if err == nil {
+		f.ok(k, res)
+		return
+	}
+	if kind, _, _ := describeErr(err); after != nil && kind == provider.ErrUnavailable {
+		f.failKey(k, f.thenErr(after, "GetSecretValue", err))
+		return
+	}
+	f.failKey(k, f.keyErr(err))
+}
+
+func (f *fetcher) getSecretValue(ctx context.Context, k fetchKey) (*result, error) {
 	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(k.Name)}
 	if k.Version != "" {
 		in.VersionId = aws.String(k.Version)
@@ -318,10 +545,9 @@ func (f *fetcher) smSingle(ctx context.Context, k fetchKey) error {
 	}
 	out, err := f.p.sm.GetSecretValue(ctx, in, f.smOptions)
 	if err != nil {
-		return f.readError(err, k)
+		return nil, err
 	}
-	f.store(k, smResult(out.SecretString, out.SecretBinary, out.ARN, out.Name, out.VersionId))
-	return nil
+	return smResult(out.SecretString, out.SecretBinary, out.ARN, out.Name, out.VersionId), nil
 }
 
 func smResult(s *string, bin []byte, arn, name, version *string) *result {
@@ -338,7 +564,7 @@ func smResult(s *string, bin []byte, arn, name, version *string) *result {
 }
 
 // ssmBatch reads up to 10 parameters with GetParameters.
-func (f *fetcher) ssmBatch(ctx context.Context, ks []fetchKey) error {
+func (f *fetcher) ssmBatch(ctx context.Context, ks []fetchKey) {
 	names := make([]string, 0, len(ks))
 	bySel := make(map[string]fetchKey, len(ks))
 	for _, k := range ks {
@@ -349,22 +575,11 @@ func (f *fetcher) ssmBatch(ctx context.Context, ks []fetchKey) error {
 	out, err := f.p.ssm.GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(true)}, f.ssmOptions)
 	if err != nil {
 		if len(ks) == 1 {
-			return storeError(err, f.what(ks[0]), f.region, f.who)
+			f.failKey(ks[0], f.keyErr(err))
+			return
 		}
-		return storeError(err, f.whatBatch("ssm GetParameters", ks), f.region, f.who)
-	}
-	if len(out.InvalidParameters) > 0 {
-		invalid := append([]string(nil), out.InvalidParameters...)
-		sort.Strings(invalid)
-		k, ok := bySel[invalid[0]]
-		if !ok {
-			k = fetchKey{typ: typeSSMParameter, ref: ref{Name: invalid[0]}}
-		}
-		msg := "parameter not found (or no such version or label)"
-		if len(invalid) > 1 {
-			msg += fmt.Sprintf("; also not found: %s", strings.Join(quoteAll(invalid[1:]), ", "))
-		}
-		return f.readError(&apiError{code: "InvalidParameters", message: msg}, k)
+		f.failKeys(ks, storeError(err, f.whatBatch("ssm GetParameters", ks), f.region, f.who))
+		return
 	}
 	for _, prm := range out.Parameters {
 		sel := aws.ToString(prm.Selector)
@@ -384,8 +599,34 @@ func (f *fetcher) ssmBatch(ctx context.Context, ks []fetchKey) error {
 			if id == "" {
 				id = aws.ToString(prm.Name)
 			}
-			f.store(k, &result{data: []byte(aws.ToString(prm.Value)), id: id, version: strconv.FormatInt(prm.Version, 10)})
+			f.ok(k, &result{data: []byte(aws.ToString(prm.Value)), id: id, version: strconv.FormatInt(prm.Version, 10)})
 			break
+		}
+	}
+	if len(out.InvalidParameters) > 0 {
+		invalid := append([]string(nil), out.InvalidParameters...)
+		sort.Strings(invalid)
+		// The first names the others too (this Fetch reports only one
+		// error); a Fetch waiting for one of the others gets its own.
+		msg := "parameter not found (or no such version or label)"
+		first := msg
+		if len(invalid) > 1 {
+			first += fmt.Sprintf("; also not found: %s", strings.Join(quoteAll(invalid[1:]), ", "))
+		}
+		k, ok := bySel[invalid[0]]
+		if !ok {
+			// Not a name we asked for: fail the call.
+			k = fetchKey{typ: typeSSMParameter, ref: ref{Name: invalid[0]}}
+			f.failKeys(pendingSel(ks, bySel), storeError(&apiError{code: "InvalidParameters", message: first}, f.what(k), f.region, f.who))
+			return
+		}
+		delete(bySel, invalid[0])
+		f.failKey(k, f.keyErr(&apiError{code: "InvalidParameters", message: first}))
+		for _, s := range invalid[1:] {
+			if k, ok := bySel[s]; ok {
+				delete(bySel, s)
+				f.failKey(k, f.keyErr(&apiError{code: "InvalidParameters", message: msg}))
+			}
 		}
 	}
 	if len(bySel) > 0 {
@@ -394,10 +635,20 @@ func (f *fetcher) ssmBatch(ctx context.Context, ks []fetchKey) error {
 			missing = append(missing, s)
 		}
 		sort.Strings(missing)
-		return &kindError{kind: provider.ErrUnavailable, msg: fmt.Sprintf("%s in region %s as %s: the response has no value for %s",
-			f.whatBatch("ssm GetParameters", ks), f.region, f.who, strings.Join(quoteAll(missing), ", "))}
+		f.failKeys(pendingSel(ks, bySel), &kindError{kind: provider.ErrUnavailable, msg: fmt.Sprintf("%s in region %s as %s: the response has no value for %s",
+			f.whatBatch("ssm GetParameters", ks), f.region, f.who, strings.Join(quoteAll(missing), ", "))})
 	}
-	return nil
+}
+
+// pendingSel returns the keys of ks whose selectors are still in bySel.
+func pendingSel(ks []fetchKey, bySel map[string]fetchKey) []fetchKey {
+	out := make([]fetchKey, 0, len(bySel))
+	for _, k := range ks {
+		if _, ok := bySel[k.ssmSelector()]; ok {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func quoteAll(ss []string) []string {

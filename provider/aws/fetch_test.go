@@ -209,8 +209,10 @@ func TestFetch(t *testing.T) {
 				e.secret(east, "c", "C")
 				return map[string]string{"objects": sm("a") + ssmObj("b") + sm("c")}, nil
 			},
-			want:  []wantFile{{"a", 0o644, "A"}, {"b", 0o644, "B"}, {"c", 0o644, "C"}},
-			calls: map[string]int{opBatch: 1, opGetParams: 1, opSTS: 1},
+			want: []wantFile{{"a", 0o644, "A"}, {"b", 0o644, "B"}, {"c", 0o644, "C"}},
+			// Current secrets: one GetSecretValue each (quota headroom,
+			// see TestReadPlan), all in parallel.
+			calls: map[string]int{opGetSecret: 2, opGetParams: 1, opSTS: 1},
 		},
 		"same secret twice is read once": {
 			setup: func(e *env) (map[string]string, []provider.ObjectVersion) {
@@ -268,22 +270,16 @@ func TestFetchPodIdentity(t *testing.T) {
 }
 
 func TestFetchErrors(t *testing.T) {
+	batch := func(o *Options) { o.ReadStrategy = ReadBatch }
 	tests := map[string]struct {
+		opts  []func(*Options)
 		setup func(e *env) (*provider.Request, context.Context)
 		kind  error
 		want  []string // substrings of the message
 		calls map[string]int
 	}{
-		"access denied": {
-			setup: func(e *env) (*provider.Request, context.Context) {
-				e.st.AddRole(store.Role{ARN: roleWeb, Subjects: []string{"system:serviceaccount:app:web"}, Allow: []string{"arn:aws:secretsmanager:*:*:secret:allowed-*"}})
-				e.secret(east, "db", "v")
-				return e.request(map[string]string{"objects": sm("db")}), nil
-			},
-			kind: provider.ErrPermissionDenied,
-			want: []string{`"db"`, "AccessDeniedException", roleWeb, "us-east-1"},
-		},
 		"access denied in a batch": {
+			opts: []func(*Options){batch},
 			setup: func(e *env) (*provider.Request, context.Context) {
 				e.st.AddRole(store.Role{ARN: roleWeb, Subjects: []string{"system:serviceaccount:app:web"}, Allow: []string{"arn:aws:secretsmanager:*:*:secret:allowed-*"}})
 				e.secret(east, "allowed-1", "v")
@@ -294,6 +290,36 @@ func TestFetchErrors(t *testing.T) {
 			want:  []string{`secretsmanager "db" (objects[1])`, "AccessDeniedException", roleWeb},
 			calls: map[string]int{opBatch: 1, opSTS: 1},
 		},
+		"secret not found in a batch": {
+			opts: []func(*Options){batch},
+			setup: func(e *env) (*provider.Request, context.Context) {
+				e.secret(east, "present", "v")
+				return e.request(map[string]string{"objects": sm("present") + sm("missing")}), nil
+			},
+			kind:  provider.ErrNotFound,
+			want:  []string{`"missing" (objects[1])`, "ResourceNotFoundException"},
+			calls: map[string]int{opBatch: 1, opSTS: 1},
+		},
+		"access denied": {
+			setup: func(e *env) (*provider.Request, context.Context) {
+				e.st.AddRole(store.Role{ARN: roleWeb, Subjects: []string{"system:serviceaccount:app:web"}, Allow: []string{"arn:aws:secretsmanager:*:*:secret:allowed-*"}})
+				e.secret(east, "db", "v")
+				return e.request(map[string]string{"objects": sm("db")}), nil
+			},
+			kind: provider.ErrPermissionDenied,
+			want: []string{`"db"`, "AccessDeniedException", roleWeb, "us-east-1"},
+		},
+		"access denied among several secrets": {
+			setup: func(e *env) (*provider.Request, context.Context) {
+				e.st.AddRole(store.Role{ARN: roleWeb, Subjects: []string{"system:serviceaccount:app:web"}, Allow: []string{"arn:aws:secretsmanager:*:*:secret:allowed-*"}})
+				e.secret(east, "allowed-1", "v")
+				e.secret(east, "db", "v")
+				return e.request(map[string]string{"objects": sm("allowed-1") + sm("db")}), nil
+			},
+			kind:  provider.ErrPermissionDenied,
+			want:  []string{`secretsmanager "db" (objects[1])`, "AccessDeniedException", roleWeb},
+			calls: map[string]int{opGetSecret: 2, opSTS: 1},
+		},
 		"secret not found": {
 			setup: func(e *env) (*provider.Request, context.Context) {
 				return e.request(map[string]string{"objects": sm("missing")}), nil
@@ -301,7 +327,7 @@ func TestFetchErrors(t *testing.T) {
 			kind: provider.ErrNotFound,
 			want: []string{`"missing"`, "ResourceNotFoundException", roleWeb},
 		},
-		"secret not found in a batch": {
+		"secret not found among several": {
 			setup: func(e *env) (*provider.Request, context.Context) {
 				e.secret(east, "present", "v")
 				return e.request(map[string]string{"objects": sm("present") + sm("missing")}), nil
@@ -339,9 +365,10 @@ func TestFetchErrors(t *testing.T) {
 				e.st.SetFault(east, store.Fault{Rate: 1, Code: store.FaultThrottling})
 				return e.request(map[string]string{"objects": sm("db")}), nil
 			},
-			kind:  provider.ErrUnavailable,
-			want:  []string{`"db"`, "ThrottlingException", roleWeb},
-			calls: map[string]int{opGetSecret: 3, opSTS: 1}, // standard retry mode: 3 attempts
+			kind: provider.ErrUnavailable,
+			want: []string{`"db"`, "ThrottlingException", roleWeb, "then BatchGetSecretValue: ThrottlingException"},
+			// Standard retry mode: 3 attempts, then 3 of the other API.
+			calls: map[string]int{opGetSecret: 3, opBatch: 3, opSTS: 1},
 		},
 		"server errors after retries": {
 			setup: func(e *env) (*provider.Request, context.Context) {
@@ -513,7 +540,7 @@ func TestFetchErrors(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
+			e := newEnv(t, tc.opts...)
 			req, ctx := tc.setup(e)
 			if ctx == nil {
 				ctx = context.Background()
@@ -563,9 +590,10 @@ func TestFailover(t *testing.T) {
 				return params
 			},
 			want: "west-value",
-			// 3 attempts in the primary region, 1 in the failover region;
-			// credentials are fetched per region.
-			calls: map[string]int{opGetSecret: 4, opSTS: 2},
+			// 3 attempts in the primary region and 3 of the other API
+			// there, then 1 in the failover region; credentials are
+			// fetched per region.
+			calls: map[string]int{opGetSecret: 4, opBatch: 3, opSTS: 2},
 		},
 		"primary 5xx: failover region answers": {
 			setup: func(e *env) map[string]string {
@@ -617,7 +645,9 @@ func TestFailover(t *testing.T) {
 			},
 			kind:   provider.ErrUnavailable,
 			errHas: []string{"us-west-2", "ThrottlingException", "after region us-east-1 failed", "InternalServiceError"},
-			calls:  map[string]int{opGetSecret: 6, opSTS: 2},
+			// Throttled in the failover region: the other API is tried
+			// there (3 attempts); a 5xx in the primary is not a throttle.
+			calls: map[string]int{opGetSecret: 6, opBatch: 3, opSTS: 2},
 		},
 		"failover region not found after primary outage": {
 			setup: func(e *env) map[string]string {
@@ -742,19 +772,28 @@ func TestConcurrentFetchesShareOneSTSCall(t *testing.T) {
 
 func TestCallCounts(t *testing.T) {
 	tests := map[string]struct {
+		strategy        ReadStrategy
 		secrets, params int
 		want            map[string]int
 	}{
-		"10 secrets":    {secrets: 10, want: map[string]int{opBatch: 1, opSTS: 1}},
-		"25 secrets":    {secrets: 25, want: map[string]int{opBatch: 2, opSTS: 1}},
-		"40 secrets":    {secrets: 40, want: map[string]int{opBatch: 2, opSTS: 1}},
+		// With AWS's quotas every current secret is its own
+		// GetSecretValue call (TestReadPlan), all in parallel.
+		"10 secrets":    {secrets: 10, want: map[string]int{opGetSecret: 10, opSTS: 1}},
+		"25 secrets":    {secrets: 25, want: map[string]int{opGetSecret: 25, opSTS: 1}},
 		"12 parameters": {params: 12, want: map[string]int{opGetParams: 2, opSTS: 1}},
-		"mixed":         {secrets: 21, params: 10, want: map[string]int{opBatch: 1, opGetSecret: 1, opGetParams: 1, opSTS: 1}},
+		"mixed":         {secrets: 21, params: 10, want: map[string]int{opGetSecret: 21, opGetParams: 1, opSTS: 1}},
+		// ReadBatch, the strategy before: 20 per batch, a lone
+		// remainder with GetSecretValue.
+		"batch: 10 secrets":    {strategy: ReadBatch, secrets: 10, want: map[string]int{opBatch: 1, opSTS: 1}},
+		"batch: 25 secrets":    {strategy: ReadBatch, secrets: 25, want: map[string]int{opBatch: 2, opSTS: 1}},
+		"batch: 40 secrets":    {strategy: ReadBatch, secrets: 40, want: map[string]int{opBatch: 2, opSTS: 1}},
+		"batch: 12 parameters": {strategy: ReadBatch, params: 12, want: map[string]int{opGetParams: 2, opSTS: 1}},
+		"batch: mixed":         {strategy: ReadBatch, secrets: 21, params: 10, want: map[string]int{opBatch: 1, opGetSecret: 1, opGetParams: 1, opSTS: 1}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
+			e := newEnv(t, func(o *Options) { o.ReadStrategy = tc.strategy })
 			var objs strings.Builder
 			var want []wantFile
 			for i := range tc.secrets {
@@ -800,31 +839,43 @@ func denyBatch(next http.Handler, denied *atomic.Int32) http.Handler {
 }
 
 func TestBatchDeniedFallsBackToGetSecretValue(t *testing.T) {
-	e := newEnv(t)
-	var denied atomic.Int32
-	srv := httptest.NewServer(denyBatch(e.st.Handler(), &denied))
-	t.Cleanup(srv.Close)
-	p, err := New(Options{Region: east, ServiceAccounts: e.sas, EndpointURL: srv.URL, Now: e.clock.Now, retryer: fastRetryer, MaxConcurrency: 2})
-	if err != nil {
-		t.Fatal(err)
+	for name, opt := range map[string]func(*Options){
+		"batch strategy": func(o *Options) { o.ReadStrategy = ReadBatch },
+		// Quotas under which a batch is cheaper: chosen by quota, then
+		// denied.
+		"quota strategy": func(o *Options) { o.Quotas.GetSecretValue = 50 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			var denied atomic.Int32
+			srv := httptest.NewServer(denyBatch(e.st.Handler(), &denied))
+			t.Cleanup(srv.Close)
+			o := Options{Region: east, ServiceAccounts: e.sas, EndpointURL: srv.URL, Now: e.clock.Now, retryer: fastRetryer, MaxConcurrency: 2}
+			opt(&o)
+			p, err := New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var objs string
+			var want []wantFile
+			for i := range 5 {
+				n := fmt.Sprintf("s%d", i)
+				e.secret(east, n, "v"+n)
+				objs += sm(n)
+				want = append(want, wantFile{n, 0o644, "v" + n})
+			}
+			resp, err := p.Fetch(context.Background(), e.request(map[string]string{"objects": objs}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkFiles(t, resp, want)
+			if denied.Load() != 1 {
+				t.Errorf("BatchGetSecretValue was called %d times, want 1", denied.Load())
+			}
+			e.wantCalls(map[string]int{opGetSecret: 5, opSTS: 1})
+		})
 	}
-	var objs string
-	var want []wantFile
-	for i := range 5 {
-		n := fmt.Sprintf("s%d", i)
-		e.secret(east, n, "v"+n)
-		objs += sm(n)
-		want = append(want, wantFile{n, 0o644, "v" + n})
-	}
-	resp, err := p.Fetch(context.Background(), e.request(map[string]string{"objects": objs}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkFiles(t, resp, want)
-	if denied.Load() != 1 {
-		t.Errorf("BatchGetSecretValue was called %d times, want 1", denied.Load())
-	}
-	e.wantCalls(map[string]int{opGetSecret: 5, opSTS: 1})
 }
 
 // concurrencyProbe records the most requests in flight at once.
@@ -1004,7 +1055,7 @@ func TestCanaryNeverLeaks(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
+			e := newEnv(t, func(o *Options) { o.ShareWindow = DefaultShareWindow })
 			e.st.AddPodIdentityAssociation(testNS, testSA, roleWeb)
 			e.secret(east, "json", `{"a":{"b":"`+canary+`"},"n":1}`)
 			e.secret(east, "notjson", canary+" {not json")

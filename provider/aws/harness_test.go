@@ -1,10 +1,15 @@
 package aws
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -107,6 +112,19 @@ type env struct {
 // (allowed everything, trusting app/web) wired to ServiceAccount app/web.
 func newEnv(t *testing.T, opts ...func(*Options)) *env {
 	t.Helper()
+	return newEnvWith(t, false, nil, opts...)
+}
+
+// newMemEnv is newEnv with the store served in process (handlerTransport)
+// instead of over a socket, so it works inside a synctest bubble. wrap, if
+// set, wraps the store's handler (a gate, a fault).
+func newMemEnv(t *testing.T, wrap func(http.Handler) http.Handler, opts ...func(*Options)) *env {
+	t.Helper()
+	return newEnvWith(t, true, wrap, opts...)
+}
+
+func newEnvWith(t *testing.T, inMemory bool, wrap func(http.Handler) http.Handler, opts ...func(*Options)) *env {
+	t.Helper()
 	iss, err := testIssuer()
 	if err != nil {
 		t.Fatal(err)
@@ -119,14 +137,26 @@ func newEnv(t *testing.T, opts ...func(*Options)) *env {
 		t.Fatal(err)
 	}
 	e.st.AddRole(store.Role{ARN: roleWeb, Subjects: []string{"system:serviceaccount:app:web"}, Allow: []string{"*"}})
-	e.srv = httptest.NewServer(e.st.Handler())
-	t.Cleanup(e.srv.Close)
+	h := e.st.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	url := memStoreURL
+	var client *http.Client
+	if inMemory {
+		client = &http.Client{Transport: handlerTransport{h}}
+	} else {
+		e.srv = httptest.NewServer(h)
+		t.Cleanup(e.srv.Close)
+		url = e.srv.URL
+	}
 	e.sas = &fakeSAs{anns: map[string]map[string]string{testNS + "/" + testSA: {RoleARNAnnotation: roleWeb}}}
 	o := Options{
 		Region:              east,
 		ServiceAccounts:     e.sas,
-		EndpointURL:         e.srv.URL,
-		PodIdentityEndpoint: e.srv.URL + "/v1/credentials",
+		EndpointURL:         url,
+		HTTPClient:          client,
+		PodIdentityEndpoint: url + "/v1/credentials",
 		Logger:              slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:                 e.clock.Now,
 		retryer:             fastRetryer,
@@ -202,4 +232,137 @@ func (e *env) wantCalls(want map[string]int) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		e.t.Errorf("store calls = %v, want %v", got, want)
 	}
+}
+
+// memStoreURL is the store's address with handlerTransport.
+const memStoreURL = "http://store.test"
+
+// handlerTransport serves requests with a handler in process. Without
+// sockets a test can run inside a synctest bubble: there, time advances and
+// synctest.Wait returns only when every goroutine is blocked on something
+// the bubble controls, which a network read is not.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	sr := r.Clone(r.Context()) // the server's view of the request
+	if sr.Body == nil {
+		sr.Body = http.NoBody
+	}
+	if sr.Host == "" {
+		sr.Host = r.URL.Host
+	}
+	sr.RequestURI, sr.RemoteAddr = r.URL.RequestURI(), "192.0.2.1:40000"
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, sr)
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
+}
+
+// gate holds the store calls of some operations (X-Amz-Target values, e.g.
+// opGetSecret) until it is opened or the caller gives up, so that a test
+// can have every Fetch in flight before the store answers. It also records
+// the size of each BatchGetSecretValue call.
+type gate struct {
+	next http.Handler
+	ops  map[string]bool
+	open chan struct{}
+
+	mu      sync.Mutex
+	arrived int   // calls held so far
+	batches []int // SecretIdList lengths, in arrival order
+}
+
+func newGate(ops ...string) *gate {
+	g := &gate{ops: map[string]bool{}, open: make(chan struct{})}
+	for _, op := range ops {
+		g.ops[op] = true
+	}
+	return g
+}
+
+func (g *gate) wrap(next http.Handler) http.Handler { g.next = next; return g }
+
+func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	op := r.Header.Get("X-Amz-Target")
+	if op == opBatch {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var in struct{ SecretIdList []string }
+		json.Unmarshal(body, &in)
+		g.mu.Lock()
+		g.batches = append(g.batches, len(in.SecretIdList))
+		g.mu.Unlock()
+	}
+	if g.ops[op] {
+		g.mu.Lock()
+		g.arrived++
+		g.mu.Unlock()
+		select {
+		case <-g.open:
+		case <-r.Context().Done():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+// held returns how many calls arrived at the gate.
+func (g *gate) held() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.arrived
+}
+
+// batchSizes returns the SecretIdList length of each BatchGetSecretValue.
+func (g *gate) batchSizes() []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.batches)
+}
+
+// throttle answers every call of the ops it was given with
+// ThrottlingException, as AWS does when that API's quota is spent. The
+// store never sees those calls: throttle counts them.
+type throttle struct {
+	next http.Handler
+	ops  map[string]bool
+
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func newThrottle(ops ...string) *throttle {
+	t := &throttle{ops: map[string]bool{}, calls: map[string]int{}}
+	for _, op := range ops {
+		t.ops[op] = true
+	}
+	return t
+}
+
+func (t *throttle) wrap(next http.Handler) http.Handler { t.next = next; return t }
+
+func (t *throttle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if op := r.Header.Get("X-Amz-Target"); t.ops[op] {
+		t.mu.Lock()
+		t.calls[op]++
+		t.mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"__type":"ThrottlingException","message":"Rate exceeded"}`)
+		return
+	}
+	t.next.ServeHTTP(w, r)
+}
+
+// allCalls is e.calls plus the calls t answered.
+func (e *env) allCalls(t *throttle) map[string]int {
+	got := e.calls()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for op, n := range t.calls {
+		got[op] += n
+	}
+	return got
 }

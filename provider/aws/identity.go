@@ -66,6 +66,16 @@ type credKey struct {
 	namespace, serviceAccount, role, region string
 }
 
+// credKey is id's key in region: of its credentials and of the store reads
+// it shares (see share.go).
+func (id *identity) credKey(region string) credKey {
+	key := credKey{namespace: id.namespace, serviceAccount: id.serviceAccount, role: id.role, region: region}
+	if id.podIdentity {
+		key.role = "pod-identity"
+	}
+	return key
+}
+
 // credCache caches credentials per credKey until refreshBefore their
 // expiry, and lets concurrent callers for one key share one fetch.
 type credCache struct {
@@ -208,10 +218,7 @@ func (p *Provider) resolveIdentity(ctx context.Context, pod *provider.Pod, cfg *
 
 // credentials returns AWS credentials for id in region, cached.
 func (p *Provider) credentials(ctx context.Context, id *identity, region string) (aws.Credentials, bool, error) {
-	key := credKey{namespace: id.namespace, serviceAccount: id.serviceAccount, role: id.role, region: region}
-	if id.podIdentity {
-		key.role = "pod-identity"
-	}
+	key := id.credKey(region)
 	token, role, agent, sess := id.token, id.role, id.agent, sessionName(id.namespace, id.pod)
 	who := id.String()
 	return p.creds.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
