@@ -98,6 +98,14 @@ func (d *Driver) publish(ctx context.Context, pr *publishRequest, state volume.S
 	if err != nil {
 		return noProvider, nil, fmt.Errorf("SecretProviderClass %s: spec.provider: %w", ref, err)
 	}
+	// The values pass through the driver's memory before they reach the
+	// pod's tmpfs: wait for room for them.
+	done, err := d.opts.Volumes.Admit(ctx, ref)
+	if err != nil {
+		return p.Name(), nil, fmt.Errorf("SecretProviderClass %s: waiting for memory to publish: %w", ref, err)
+	}
+	var files []mount.File
+	defer func() { done(files) }()
 	resp, err := p.Fetch(ctx, &provider.Request{
 		Pod:        pr.pod,
 		Parameters: class.Parameters,
@@ -107,7 +115,7 @@ func (d *Driver) publish(ctx context.Context, pr *publishRequest, state volume.S
 	if err != nil {
 		return p.Name(), nil, fmt.Errorf("SecretProviderClass %s: %w", ref, err)
 	}
-	files := make([]mount.File, len(resp.Files))
+	files = make([]mount.File, len(resp.Files))
 	for i, f := range resp.Files {
 		files[i] = mount.File{Path: f.Path, Mode: f.Mode, Data: f.Data}
 	}

@@ -126,10 +126,15 @@ type Options struct {
 	// NodeLimit caps the bytes of all volumes of the node together; 0 means
 	// no cap.
 	NodeLimit int64
-	// MaxWriters bounds the publishes writing at once; 4 if 0. A write is
-	// memory traffic and, with memcg.Writer, a process: more than a few at
-	// once only adds to the peak.
+	// MaxWriters bounds the publishes writing at once; 2 if 0. A write is
+	// memory traffic and, with memcg.Writer, a process whose start-up (a
+	// few MiB) is charged to the driver: more than a few at once only adds
+	// to the peak.
 	MaxWriters int
+	// PublishMemory bounds the bytes of volume data the publishes in flight
+	// hold in the driver before their files are written (see Admit); 0
+	// means no bound.
+	PublishMemory int64
 }
 
 // Manager publishes and unpublishes volumes. It keeps no state a decision
@@ -137,8 +142,9 @@ type Options struct {
 // does keep, the bytes each volume holds for NodeLimit, is rebuilt from the
 // node by Recover.
 type Manager struct {
-	o   Options
-	sem chan struct{}
+	o     Options
+	sem   chan struct{}
+	admit *admission
 
 	mu   sync.Mutex
 	used map[string]int64 // target → bytes
@@ -150,9 +156,9 @@ func New(o Options) *Manager {
 		o.Writer = InProcess{}
 	}
 	if o.MaxWriters <= 0 {
-		o.MaxWriters = 4
+		o.MaxWriters = 2
 	}
-	return &Manager{o: o, sem: make(chan struct{}, o.MaxWriters), used: map[string]int64{}}
+	return &Manager{o: o, sem: make(chan struct{}, o.MaxWriters), admit: newAdmission(o.PublishMemory, o.TmpfsSize), used: map[string]int64{}}
 }
 
 // Inspect is Inspect with the Manager's Mounter.

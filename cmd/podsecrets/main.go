@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,6 +37,10 @@ import (
 
 // gcPercent is the driver's garbage-collection target unless $GOGC is set.
 const gcPercent = 50
+
+// memLimitPercent is the share of the container's memory limit the Go heap
+// is kept within unless $GOMEMLIMIT is set.
+const memLimitPercent = 70
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -77,6 +83,7 @@ type config struct {
 	tmpfsSize, logFormat, logLevel, region, podIdentity string
 	kubeQPS                                             float64
 	nodeVolumeBytes, volumeMemory, cgroupRoot, kubepods string
+	publishMemory                                       string
 	maxWriters                                          int
 	awsShareWindow                                      time.Duration
 	awsReadStrategy                                     aws.ReadStrategy
@@ -101,7 +108,9 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.tmpfsSize, "tmpfs-size", "8Mi", "size limit of each volume's tmpfs (a quantity such as 8Mi)")
 	fs.StringVar(&c.nodeVolumeBytes, "max-node-volume-bytes", "1Gi",
 		"limit on the bytes of all secrets volumes of the node together (a quantity; 0 for none)")
-	fs.IntVar(&c.maxWriters, "max-concurrent-writes", 4, "publishes writing their files at once; the others wait")
+	fs.IntVar(&c.maxWriters, "max-concurrent-writes", 2, "publishes writing their files at once; the others wait")
+	fs.StringVar(&c.publishMemory, "publish-memory", "48Mi",
+		"bytes of volume data the publishes in flight may hold in the driver before writing them (a quantity; 0 for no limit)")
 	fs.StringVar(&c.volumeMemory, "volume-memory", volumeMemoryPod,
 		"whose memory cgroup pays for a volume's pages: pod (written by a child process in the pod's cgroup) or driver")
 	fs.StringVar(&c.cgroupRoot, "cgroup-root", memcg.DefaultRoot, "where the host's cgroup file system is mounted in the driver's container")
@@ -179,6 +188,10 @@ func runDriver(args []string) error {
 	if err != nil || nodeLimit.Value() < 0 {
 		return fmt.Errorf("-max-node-volume-bytes %q: want a quantity such as 1Gi, or 0", c.nodeVolumeBytes)
 	}
+	publishMemory, err := resource.ParseQuantity(c.publishMemory)
+	if err != nil || publishMemory.Value() < 0 {
+		return fmt.Errorf("-publish-memory %q: want a quantity such as 48Mi, or 0", c.publishMemory)
+	}
 	var writer volume.Writer = volume.InProcess{}
 	if c.volumeMemory == volumeMemoryPod {
 		// Fail at start, not at every mount, when pods' cgroups cannot be
@@ -195,6 +208,15 @@ func runDriver(args []string) error {
 		// A DaemonSet's memory is paid on every node; a burst of publishes
 		// is rare and short. Collect at 50% heap growth instead of 100%.
 		debug.SetGCPercent(gcPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		if limit, ok := containerMemoryLimit(); ok {
+			// Collect harder as the heap nears the container's limit, so
+			// that a burst of publishes is paced by the GC, not ended by
+			// the OOM killer; the rest of the limit is the writers' and
+			// the runtime's.
+			debug.SetMemoryLimit(limit * memLimitPercent / 100)
+		}
 	}
 	socket, err := driver.SocketPath(c.endpoint)
 	if err != nil {
@@ -242,6 +264,9 @@ func runDriver(args []string) error {
 			TmpfsSize:  size.Value(),
 			NodeLimit:  nodeLimit.Value(),
 			MaxWriters: c.maxWriters,
+			// The values of volumes in flight, bounded so that a burst of
+			// large volumes cannot take the driver past its memory limit.
+			PublishMemory: publishMemory.Value(),
 		}),
 		Events:  &kube.Events{Client: dyn, Node: c.nodeID, Logger: log},
 		Logger:  log,
@@ -254,6 +279,25 @@ func runDriver(args []string) error {
 		return err
 	}
 	return serve(ctx, c, socket, d, reg, log)
+}
+
+// containerMemoryLimit reads the memory limit of the driver's own cgroup, as
+// its container sees it (cgroup v2 memory.max, v1 memory.limit_in_bytes); no
+// limit, or none readable, is false.
+func containerMemoryLimit() (int64, bool) {
+	for _, p := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		// v1 reports "no limit" as a huge number rounded to pages.
+		if err != nil || n <= 0 || n >= 1<<62 {
+			return 0, false
+		}
+		return n, true
+	}
+	return 0, false
 }
 
 func kubeConfig(path string) (*rest.Config, error) {

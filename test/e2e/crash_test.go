@@ -63,9 +63,11 @@ func TestKillDriverDuringPublish(t *testing.T) {
 	dp := driverPod(ctx, t)
 	restartsBefore := containerStatus(dp, driverContainer).RestartCount
 	pid := onePID(t, dp)
-	// The logs of every driver container that runs during the scenario; the
-	// one running now also holds what happened before it.
+	// The logs of every driver container that runs during the scenario,
+	// followed as they are written; the one running now also holds what
+	// happened before it.
 	var logs []string
+	follow := followDriverLogs(ctx, t, dp.Name)
 
 	specs := make([]*corev1.Pod, pods)
 	for i := range specs {
@@ -81,9 +83,10 @@ func TestKillDriverDuringPublish(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("driver logs (current container, tail):\n%s", tail(containerLogs(context.Background(), t, dp.Name, false), 60))
+			t.Logf("driver logs (the last container followed, tail):\n%s", tail(follow.String(), 60))
 		}
 	})
+	cleanupOnFailure(t, ns, dp, restartsBefore+int32(len(thresholds)), uids)
 
 	var kills []driverKill
 	for _, th := range thresholds {
@@ -119,8 +122,7 @@ func TestKillDriverDuringPublish(t *testing.T) {
 			len(kills)+1, k.at.Round(time.Millisecond), pid, k.mounted, pods, k.incomplete, k.incompletePods, k.stacked)
 
 		// Kubelet restarts the container after its backoff; the killed
-		// container's logs are read before the next kill, while kubelet
-		// still keeps them.
+		// container's log, followed while it ran, ends.
 		restartsWant := restartsBefore + int32(len(kills)) + 1
 		killedAt := time.Now()
 		var newPID int
@@ -147,17 +149,20 @@ func TestKillDriverDuringPublish(t *testing.T) {
 			t.Fatalf("driver not restarted after kill %d: %v", len(kills)+1, err)
 		}
 		k.restartedAfter = time.Since(killedAt)
-		logs = append(logs, containerLogs(ctx, t, dp.Name, true))
+		if !follow.ended(30 * time.Second) {
+			t.Fatalf("the log of the driver container killed by kill %d did not end", len(kills)+1)
+		}
+		logs = append(logs, follow.String())
+		follow = followDriverLogs(ctx, t, dp.Name)
 		kills = append(kills, k)
 		pid = newPID
 	}
 
-	running := waitAllRunning(ctx, t, ns, pods, allRunning)
+	running := waitAllRunning(ctx, t, ns, pods, allRunning, nil)
 	t.Logf("all %d pods Running %v after the first create, with %d kills", pods, time.Since(start).Round(time.Millisecond), len(kills))
 	// The container started after the last kill must be ready, serving
 	// kubelet, before the pods are deleted (unpublish needs it).
 	waitDriverReady(ctx, t, dp.Name)
-	logs = append(logs, containerLogs(ctx, t, dp.Name, false))
 
 	// (a)–(c) from inside every pod: readerScript's report, printed by the
 	// container once kubelet has started it, i.e. after its publish
@@ -174,8 +179,20 @@ func TestKillDriverDuringPublish(t *testing.T) {
 		checkFromContainer(t, &p, want)
 	}
 
-	// What the kills did, from the logs of every container that ran.
-	all := parseLogs(strings.Join(logs, "\n"))
+	// What the kills did, from the logs of every container that ran. The
+	// last one is still being followed: its record of the last publish may
+	// trail the pod's start a little.
+	var all []logRecord
+	wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		all = parseLogs(strings.Join(append(slices.Clone(logs), follow.String()), "\n"))
+		answered := map[string]bool{}
+		for _, r := range all {
+			if r.Namespace == ns && (r.Msg == "volume published" || r.Msg == "volume completed" || r.Msg == "republish: volume kept") {
+				answered[r.Pod] = true
+			}
+		}
+		return len(answered) == pods, nil
+	})
 	published, completed, kept, failed := map[string]int{}, map[string]int{}, map[string]int{}, 0
 	var incompleteAtStart int
 	for _, r := range all {

@@ -8,6 +8,7 @@ package e2e
 // are the node's.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -377,11 +379,17 @@ func createPods(ctx context.Context, t *testing.T, ns string, pods []*corev1.Pod
 }
 
 // waitAllRunning waits until every pod of ns is Running, and fails with the
-// events of those that are not.
-func waitAllRunning(ctx context.Context, t *testing.T, ns string, want int, timeout time.Duration) []corev1.Pod {
+// events of those that are not. A non-nil abort is called on every poll; an
+// error from it ends the wait at once.
+func waitAllRunning(ctx context.Context, t *testing.T, ns string, want int, timeout time.Duration, abort func(context.Context) error) []corev1.Pod {
 	t.Helper()
 	var pods []corev1.Pod
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if abort != nil {
+			if err := abort(ctx); err != nil {
+				return false, err
+			}
+		}
 		l, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, nil
@@ -404,7 +412,13 @@ func waitAllRunning(ctx context.Context, t *testing.T, ns string, want int, time
 				fmt.Fprintf(&b, "%s (%s):\n%s", p.Name, p.Status.Phase, eventsOf(ns, p.Name))
 			}
 		}
-		t.Fatalf("not all %d pods of %s Running after %v: %v\n%s", want, ns, timeout, err, b.String())
+		running := 0
+		for _, p := range pods {
+			if p.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		t.Fatalf("%d of %d pods of %s Running (timeout %v): %v\n%s", running, want, ns, timeout, err, b.String())
 	}
 	return pods
 }
@@ -474,13 +488,74 @@ func parseLogs(logs string) []logRecord {
 	return out
 }
 
-// containerLogs returns the logs of the driver pod's current container, or
-// of the one before it.
-func containerLogs(ctx context.Context, t *testing.T, pod string, previous bool) string {
+// logFollower collects a container's log as it is written, so that the log
+// of a container that is killed survives it: kubelet keeps only the last
+// dead container's log, and not always at once.
+type logFollower struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	done chan struct{}
+}
+
+// followDriverLogs follows the log of the driver pod's current container,
+// from its beginning until the container exits or ctx ends.
+func followDriverLogs(ctx context.Context, t *testing.T, pod string) *logFollower {
 	t.Helper()
-	raw, err := kube.CoreV1().Pods(driverNS).GetLogs(pod, &corev1.PodLogOptions{Container: driverContainer, Previous: previous}).Do(ctx).Raw()
+	rc, err := kube.CoreV1().Pods(driverNS).GetLogs(pod, &corev1.PodLogOptions{Container: driverContainer, Follow: true}).Stream(ctx)
 	if err != nil {
-		t.Fatalf("logs of %s (previous=%t): %v", pod, previous, err)
+		t.Fatalf("follow the logs of %s: %v", pod, err)
 	}
-	return string(raw)
+	f := &logFollower{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		defer rc.Close()
+		b := make([]byte, 32<<10)
+		for {
+			n, err := rc.Read(b)
+			f.mu.Lock()
+			f.buf.Write(b[:n])
+			f.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return f
+}
+
+func (f *logFollower) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.buf.String()
+}
+
+// ended waits up to timeout for the followed container's log to end.
+func (f *logFollower) ended(timeout time.Duration) bool {
+	select {
+	case <-f.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// cleanupOnFailure leaves the node usable for the scenarios after a failed
+// one: its pods deleted (no publishes retried), a driver out of crash-loop
+// backoff if it restarted more than restarts times, nothing left mounted.
+func cleanupOnFailure(t *testing.T, ns string, dp *corev1.Pod, restarts int32, uids []string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+		defer cancel()
+		kube.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		if p, err := kube.CoreV1().Pods(driverNS).Get(ctx, dp.Name, metav1.GetOptions{}); err == nil &&
+			containerStatus(p, driverContainer).RestartCount > restarts {
+			t.Logf("restarting the crash-looping driver pod for the next scenarios")
+			restartDriver(t)
+		}
+		deleteAllPods(ctx, t, ns, 4*time.Minute)
+		waitNodeClean(ctx, t, uids, time.Minute)
+	})
 }
