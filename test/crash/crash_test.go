@@ -34,7 +34,6 @@ import (
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/fake"
-	"github.com/podsecrets/podsecrets/test/logbuf"
 	"github.com/podsecrets/podsecrets/volume"
 )
 
@@ -150,7 +149,7 @@ type proc struct {
 	cmd    *exec.Cmd
 	conn   *grpc.ClientConn
 	node   csi.NodeClient
-	stderr *logbuf.Buffer
+	stderr logFile
 	done   chan struct{} // closed when the process has exited
 	err    error         // its Wait error, once done
 }
@@ -165,9 +164,17 @@ func (n *node) start(failpoints string) *proc {
 	}
 	sock := filepath.Join(n.root, "csi.sock")
 	os.Remove(sock)
-	p := &proc{cmd: exec.Command(exe), stderr: &logbuf.Buffer{}, done: make(chan struct{})}
+	// The log is a file the driver writes itself: a line it logged before
+	// answering an RPC is in the file when the answer arrives, which a pipe
+	// copied by a goroutine would not promise.
+	f, err := os.CreateTemp(n.root, "driver-*.log")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer f.Close()
+	p := &proc{cmd: exec.Command(exe), stderr: logFile(f.Name()), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), envSocket+"="+sock, envRoot+"="+n.root, envCgroups+"="+n.cg, failpoint.Env+"="+failpoints)
-	p.cmd.Stderr = p.stderr
+	p.cmd.Stderr = f
 	// Its own process group: a failpoint kills the group, as the OOM
 	// killer takes the driver's container, writer children included.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -192,6 +199,15 @@ func (n *node) start(failpoints string) *proc {
 	n.t.Cleanup(func() { p.conn.Close() })
 	p.node = csi.NewNodeClient(p.conn)
 	return p
+}
+
+// logFile is a driver process's log.
+type logFile string
+
+// String returns what the driver has logged so far.
+func (l logFile) String() string {
+	b, _ := os.ReadFile(string(l))
+	return string(b)
 }
 
 // killedBy waits for the process to die and checks that SIGKILL did it.
