@@ -40,6 +40,7 @@ type config struct {
 	jwksCA         string
 	jwksBearerFile string
 	accountID      string
+	quotaScale     float64
 }
 
 func parseFlags(args []string, out io.Writer) (config, error) {
@@ -56,6 +57,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.jwksCA, "jwks-ca", "", "PEM CA bundle for -jwks-url")
 	fs.StringVar(&c.jwksBearerFile, "jwks-bearer-file", "", "file holding a bearer token for -jwks-url (re-read on every fetch)")
 	fs.StringVar(&c.accountID, "account-id", store.DefaultAccountID, "AWS account ID used in ARNs")
+	fs.Float64Var(&c.quotaScale, "quota-scale", 0, "enforce AWS's default request quotas per account and region, scaled by this factor "+
+		"(0.01: BatchGetSecretValue 1/s), answering ThrottlingException over them; 0 disables")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -64,6 +67,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	case c.latency < 0:
 		return c, errors.New("-latency must not be negative")
+	case c.quotaScale < 0:
+		return c, errors.New("-quota-scale must not be negative")
 	case c.faultRate < 0 || c.faultRate > 1:
 		return c, errors.New("-fault-rate must be within 0..1")
 	case c.faultCode != store.FaultThrottling && c.faultCode != store.FaultInternal:
@@ -123,6 +128,9 @@ func jwksFetcher(c config) (func(context.Context) ([]byte, error), error) {
 
 func newStore(ctx context.Context, c config, log *slog.Logger) (*store.Store, error) {
 	s := store.New(store.Options{AccountID: c.accountID, Latency: c.latency, Logger: log})
+	if c.quotaScale > 0 {
+		s.SetQuotas(store.QuotaConfig{Scale: c.quotaScale})
+	}
 	if c.faultRate > 0 {
 		s.SetFault("", store.Fault{Rate: c.faultRate, Code: c.faultCode})
 	}

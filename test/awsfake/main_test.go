@@ -41,6 +41,8 @@ func TestParseFlags(t *testing.T) {
 			want: config{addr: ":9000", seed: "s.json", latency: 20 * time.Millisecond, faultRate: 0.25, faultCode: "InternalServiceError",
 				jwksFile: "k.json", jwksURL: "https://kubernetes.default.svc/openid/v1/jwks", jwksCA: "ca.crt", jwksBearerFile: "tok", accountID: "123456789012"},
 		},
+		"quota scale":          {args: []string{"-quota-scale", "0.01"}, want: config{addr: "127.0.0.1:4566", faultCode: "ThrottlingException", accountID: "111122223333", quotaScale: 0.01}},
+		"negative quota scale": {args: []string{"-quota-scale", "-1"}, wantErr: true},
 		"fault rate above 1":   {args: []string{"-fault-rate", "1.5"}, wantErr: true},
 		"negative fault rate":  {args: []string{"-fault-rate", "-0.1"}, wantErr: true},
 		"unknown fault code":   {args: []string{"-fault-code", "Boom"}, wantErr: true},
@@ -218,4 +220,16 @@ func apiCode(err error) string {
 		return "non-API error: " + err.Error()
 	}
 	return ""
+}
+
+func TestQuotaScaleFlag(t *testing.T) {
+	for scale, wantBatch := range map[float64]float64{0: 0, 0.01: 1} {
+		s, err := newStore(context.Background(), config{accountID: store.DefaultAccountID, quotaScale: scale}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Quotas()[store.QuotaBatchGetSecretValue].Rate; got != wantBatch {
+			t.Errorf("-quota-scale %v: BatchGetSecretValue quota %v/s, want %v/s", scale, got, wantBatch)
+		}
+	}
 }

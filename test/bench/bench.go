@@ -224,7 +224,8 @@ func (e *Env) unpublishAll(ctx context.Context) error {
 	e.mu.Unlock()
 	var first error
 	for _, r := range reqs {
-		p := &Pod{Req: r, Dir: filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(r.TargetPath))))}
+		dir := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(r.TargetPath))))
+		p := &Pod{Req: r, Dir: dir, UID: filepath.Base(dir)} // .../pods/<uid>
 		if err := e.unpublish(ctx, p); err != nil && first == nil {
 			first = err
 		}

@@ -4,8 +4,11 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/podsecrets/podsecrets/test/awsfake/store"
 )
 
 func TestPercentile(t *testing.T) {
@@ -160,5 +163,84 @@ func TestAPIKind(t *testing.T) {
 		if got := apiKind(r); got != want {
 			t.Errorf("apiKind(%s) = %q, want %q", path, got, want)
 		}
+	}
+}
+
+func TestFleetScale(t *testing.T) {
+	for _, tc := range []struct {
+		cfg                FleetConfig
+		scale, compression float64
+	}{
+		// 1,000 mounts in 20 s = 50/s against the reference's 166.7/s.
+		{fleetConfig(false), 0.3, 30},
+		// 200 mounts in 8 s = 25/s.
+		{fleetConfig(true), 0.15, 75},
+		// The reference itself at 1/100 of its size takes 1/100 of the quotas.
+		{FleetConfig{Nodes: 10, PodsPerNode: 100, Window: 10 * time.Minute}, 0.01, 1},
+	} {
+		if got := tc.cfg.Scale(); math.Abs(got-tc.scale) > 1e-9 {
+			t.Errorf("%+v: Scale() = %v, want %v", tc.cfg, got, tc.scale)
+		}
+		if got := tc.cfg.Compression(); math.Abs(got-tc.compression) > 1e-9 {
+			t.Errorf("%+v: Compression() = %v, want %v", tc.cfg, got, tc.compression)
+		}
+	}
+	if fleetSA(0, 100) != fleetDeploymentSA || fleetSA(49, 100) != fleetDeploymentSA || fleetSA(50, 100) != "svc-000" || fleetSA(99, 100) != "svc-049" {
+		t.Error("fleetSA does not split the pods half and half")
+	}
+	for s, want := range map[string]bool{
+		"rpc error: code = Unavailable desc = ... api error ThrottlingException: Rate exceeded": true,
+		"failed to get rate limit token, retry quota exceeded, 0 available, 5 requested":        true,
+		"rpc error: code = NotFound desc = secret bench/sm-01":                                  false,
+	} {
+		if isThrottleText(s) != want {
+			t.Errorf("isThrottleText(%q) = %v", s, !want)
+		}
+	}
+}
+
+func TestFleetReport(t *testing.T) {
+	cfg := fleetConfig(true)
+	lat := func(ms ...int) []time.Duration {
+		var out []time.Duration
+		for _, m := range ms {
+			out = append(out, time.Duration(m)*time.Millisecond)
+		}
+		return out
+	}
+	runs := []*FleetRun{
+		{Strategy: fleetStrategies[0], Config: cfg, Pods: 200, Mounted: 198, Retried: 50, Failed: 2, ThrottledMounts: 50, Attempts: 260, MaxAttempts: 4,
+			Calls: map[string]int{opSTS: 105, opBatch: 500}, Throttles: map[string]int{opBatch: 300}, Latency: lat(100, 2000, 9000),
+			Quotas: map[string]store.Quota{store.QuotaBatchGetSecretValue: {Rate: 15, Burst: 15}}, FirstError: "Unavailable: ThrottlingException: Rate exceeded",
+			Probe: &ProbeResult{Pods: 100, Calls: map[string]int{opSTS: 1, opBatch: 100}, Latency: lat(500, 900), StoreWait: lat(60, 80)}},
+		{Strategy: fleetStrategies[1], Config: cfg, Pods: 200, Mounted: 200, Attempts: 200, MaxAttempts: 1,
+			Calls: map[string]int{opSTS: 105, opGet: 1050}, Throttles: map[string]int{}, Latency: lat(300, 600, 900),
+			Probe: &ProbeResult{Pods: 100, Calls: map[string]int{opSTS: 1, opGet: 10}, Latency: lat(400, 700), StoreWait: lat(41, 45)}},
+	}
+	for _, only := range []bool{false, true} {
+		rep := buildReport(&Results{Started: time.Now(), Finished: time.Now(), FleetOnly: only, Fleet: runs})
+		md := rep.Markdown()
+		for _, want := range []string{
+			"8. Fleet: 5 driver processes × 40 pods", "8b. Fleet: store calls and throttles per API", "8c. One node",
+			"| BatchGetSecretValue | 100/s | 15/s | 500 | 300 | 0 | 0 |",
+			"new: 0 store throttles, 0 of 200 mounts retried, 0 failed; before: 300 throttles, 50 retried, 2 failed | met |",
+			"11 store calls (1 STS + 10 GetSecretValue + 0 BatchGetSecretValue)",
+			"store wait p50 41.0 ms", "`--aws-read-strategy=batch --aws-share-window=0`",
+		} {
+			if !strings.Contains(md, want) {
+				t.Errorf("fleet-only=%v: report lacks %q", only, want)
+			}
+		}
+		hasNode := strings.Contains(md, "1–2. NodePublishVolume latency")
+		if hasNode == only {
+			t.Errorf("fleet-only=%v: single-node tables present = %v", only, hasNode)
+		}
+		if only && strings.Contains(md, "idle RSS") {
+			t.Error("fleet-only report has single-node targets")
+		}
+	}
+	// Without a fleet, no fleet tables.
+	if md := buildReport(&Results{Started: time.Now(), Finished: time.Now()}).Markdown(); strings.Contains(md, "Fleet") {
+		t.Error("fleet tables without a fleet run")
 	}
 }

@@ -123,6 +123,8 @@ type DriverConfig struct {
 	PprofAddr string
 	// TmpDir, if set, is the driver's $TMPDIR.
 	TmpDir string
+	// NodeID is its --node-id; default "bench".
+	NodeID string
 	// Args are more driver flags.
 	Args []string
 }
@@ -139,9 +141,13 @@ func startDriver(ctx context.Context, c DriverConfig) (*Driver, error) {
 		return nil, err
 	}
 	defer logf.Close()
+	nodeID := c.NodeID
+	if nodeID == "" {
+		nodeID = "bench"
+	}
 	d.cmd = exec.Command(c.Bin, "driver",
 		"--endpoint", "unix://"+c.Socket,
-		"--node-id", "bench",
+		"--node-id", nodeID,
 		"--kubelet-root-dir", c.KubeletRoot,
 		"--kubeconfig", c.Kubeconfig,
 		"--http-addr", d.httpAddr,

@@ -3,11 +3,14 @@
 // AWS-compatible fake store and a minimal fake Kubernetes API server (both
 // served by this process on 127.0.0.1), calls it over its CSI socket the
 // way kubelet does, with real tmpfs mounts, and reports publish latency,
-// store calls, a 110-pod burst, republish cost and the driver's memory.
+// store calls, a 110-pod burst, republish cost and the driver's memory;
+// then a fleet of driver processes against one fake store enforcing AWS's
+// account quotas, scaled down to the fleet (fleet.go), with today's read
+// strategy and the new one.
 //
 // Usage (as root, from the repository):
 //
-//	go run ./test/bench [-out docs/benchmarks.md] [-quick] [-realnode FILE]
+//	go run ./test/bench [-out docs/benchmarks.md] [-quick] [-realnode FILE] [-fleet=false | -fleet-only]
 //
 // BENCH_PPROF_DIR=dir additionally builds the driver with net/http/pprof
 // (through a build overlay; the sources are not changed) and saves CPU
@@ -39,10 +42,12 @@ import (
 
 func main() {
 	out := flag.String("out", "", "also write the report as Markdown to this file (make bench: docs/benchmarks.md)")
-	quick := flag.Bool("quick", false, "fewer samples: a smoke run in well under a minute")
+	quick := flag.Bool("quick", false, "fewer samples and a smaller fleet (5 nodes × 40 pods): a smoke run of about a minute")
 	realnode := flag.String("realnode", "", "JSON file of the e2e suite's real-node pod start-up times to include")
 	memory := flag.String("memory", "", "JSON file of the e2e suite's real-node memory scenario (100 × 7.5 MiB volumes) to include")
 	onDisk := flag.Bool("kubelet-root-disk", false, "keep the kubelet root on $TMPDIR's file system instead of a tmpfs of its own")
+	fleet := flag.Bool("fleet", true, "also run the fleet benchmark (several driver processes against one quota-limited store)")
+	fleetOnly := flag.Bool("fleet-only", false, "run only the fleet benchmark (its tables alone in the report)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "bench: unexpected arguments", flag.Args())
@@ -52,7 +57,8 @@ func main() {
 	// clean-up: writes then fail instead.
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	err := run(ctx, options{out: *out, quick: *quick, realnode: *realnode, memory: *memory, onDisk: *onDisk, pprofDir: os.Getenv("BENCH_PPROF_DIR")})
+	err := run(ctx, options{out: *out, quick: *quick, realnode: *realnode, memory: *memory, onDisk: *onDisk, pprofDir: os.Getenv("BENCH_PPROF_DIR"),
+		fleet: *fleet || *fleetOnly, fleetOnly: *fleetOnly})
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -63,12 +69,14 @@ func main() {
 type options struct {
 	out, realnode, memory, pprofDir string
 	quick, onDisk                   bool
+	fleet, fleetOnly                bool
 }
 
 // Results is everything one run measured.
 type Results struct {
 	Started, Finished time.Time        // the whole run
 	Quick             bool             // -quick
+	FleetOnly         bool             // -fleet-only: only Fleet was measured
 	Profiled          bool             // the driver had pprof compiled in
 	Samples           int              // per latency case
 	Machine           Machine          // where it ran
@@ -87,6 +95,7 @@ type Results struct {
 	DiskMkdir, DiskRmdir   time.Duration // on $TMPDIR's file system
 	TmpfsMkdir, TmpfsRmdir time.Duration // on the kubelet root's tmpfs, if any
 	Profiles               []string      // files written for BENCH_PPROF_DIR
+	Fleet                  []*FleetRun   // table 8, one run per strategy
 	Background             Background    // how busy the machine was
 }
 
@@ -119,7 +128,7 @@ func run(ctx context.Context, o options) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: the driver mounts tmpfs volumes")
 	}
-	res := &Results{Started: time.Now(), Quick: o.quick, Profiled: o.pprofDir != "", Machine: machine()}
+	res := &Results{Started: time.Now(), Quick: o.quick, FleetOnly: o.fleetOnly, Profiled: o.pprofDir != "", Machine: machine()}
 	samples, warmup, republishN := 50, 3, 2000
 	if o.quick {
 		samples, warmup, republishN = 12, 2, 300
@@ -275,130 +284,153 @@ func run(ctx context.Context, o options) (err error) {
 	// Volumes are written as on a node, by a child in the pod's memory
 	// cgroup, where the machine has a cgroup v1 memory hierarchy.
 	driverArgs := []string{"--volume-memory=driver"}
+	cgroupBase := "" // the fleet's nodes get theirs below it
 	if _, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs"); err == nil {
 		base := fmt.Sprintf("podsecrets-bench-%d", os.Getpid())
-		e.podCgroups = filepath.Join("/sys/fs/cgroup/memory", base)
-		defer removeCgroups(e.podCgroups)
-		driverArgs = []string{"--volume-memory=pod", "--cgroup-root=/sys/fs/cgroup", "--kubepods-cgroup=" + base + "/kubepods"}
+		cgroupBase = filepath.Join("/sys/fs/cgroup/memory", base)
+		e.podCgroups = filepath.Join(cgroupBase, "node")
+		defer removeCgroups(cgroupBase)
+		driverArgs = []string{"--volume-memory=pod", "--cgroup-root=/sys/fs/cgroup", "--kubepods-cgroup=" + base + "/node/kubepods"}
 	}
 	res.VolumeMemory = driverArgs[0]
-	step("starting the driver (%s)", driverArgs[0])
-	e.drv, err = startDriver(ctx, DriverConfig{
-		Bin: bin, Socket: filepath.Join(tmp, "csi.sock"), KubeletRoot: e.kubeletRoot,
-		Kubeconfig: kubeconfig, StoreURL: storeSrv.URL, Dir: tmp, PprofAddr: pprofAddr, TmpDir: driverTmp,
-		Args: driverArgs,
-	})
-	if err != nil {
-		return err
-	}
-	// Idle: started, ready, nothing published yet.
-	time.Sleep(time.Second)
-	if res.IdleMem, err = e.drv.memory(); err != nil {
-		return err
-	}
-	if res.IdleGoroutines, err = e.drv.Goroutines(); err != nil {
-		return err
-	}
+	// The single-node benchmark (tables 1–5).
+	if !o.fleetOnly {
+		if err := func() error {
+			step("starting the driver (%s)", driverArgs[0])
+			e.drv, err = startDriver(ctx, DriverConfig{
+				Bin: bin, Socket: filepath.Join(tmp, "csi.sock"), KubeletRoot: e.kubeletRoot,
+				Kubeconfig: kubeconfig, StoreURL: storeSrv.URL, Dir: tmp, PprofAddr: pprofAddr, TmpDir: driverTmp,
+				Args: driverArgs,
+			})
+			if err != nil {
+				return err
+			}
+			// Idle: started, ready, nothing published yet.
+			time.Sleep(time.Second)
+			if res.IdleMem, err = e.drv.memory(); err != nil {
+				return err
+			}
+			if res.IdleGoroutines, err = e.drv.Goroutines(); err != nil {
+				return err
+			}
 
-	// What else runs on the machine while we measure.
-	load0 := loadAvg()
-	sys0, steal0, err := systemCPU()
-	if err != nil {
-		return err
-	}
-	self0, err := procCPU(os.Getpid())
-	if err != nil {
-		return err
-	}
-	drv0, err := procCPU(e.drv.Pid())
-	if err != nil {
-		return err
-	}
-	measureStart := time.Now()
+			// What else runs on the machine while we measure.
+			load0 := loadAvg()
+			sys0, steal0, err := systemCPU()
+			if err != nil {
+				return err
+			}
+			self0, err := procCPU(os.Getpid())
+			if err != nil {
+				return err
+			}
+			drv0, err := procCPU(e.drv.Pid())
+			if err != nil {
+				return err
+			}
+			measureStart := time.Now()
 
-	// Rows 1 and 2: sequential publishes.
-	for _, lat := range []time.Duration{0, 20 * time.Millisecond} {
-		for _, v := range volumes {
-			for _, cold := range []bool{false, true} {
-				c, err := e.runCase(ctx, v, lat, cold, samples, warmup)
+			// Rows 1 and 2: sequential publishes.
+			for _, lat := range []time.Duration{0, 20 * time.Millisecond} {
+				for _, v := range volumes {
+					for _, cold := range []bool{false, true} {
+						c, err := e.runCase(ctx, v, lat, cold, samples, warmup)
+						if err != nil {
+							return e.withLog(err)
+						}
+						step("%-6s %2dms %-4s p50 %7s  p99 %7s  overhead p50 %7s p99 %7s", v.Name, lat.Milliseconds(), coldWord(cold),
+							ms(Percentile(c.Total, .5)), ms(Percentile(c.Total, .99)), ms(Percentile(c.Overhead, .5)), ms(Percentile(c.Overhead, .99)))
+						res.Cases = append(res.Cases, c)
+					}
+				}
+			}
+
+			// Row 4: republish.
+			if res.Republish, err = e.runRepublish(ctx, volumeByName("sm-10"), republishN); err != nil {
+				return e.withLog(err)
+			}
+			step("republish x%d: %d store calls, CPU %s (+%s in child processes)", republishN, res.Republish.Calls, res.Republish.CPU.Self, res.Republish.CPU.Children)
+
+			// Rows 3 and 5: bursts with every pod of a full node mounted at once.
+			if res.GoroutinesBefore, err = e.drv.Goroutines(); err != nil {
+				return err
+			}
+			for i, shared := range []bool{true, false, false} {
+				prefix := ""
+				if o.pprofDir != "" {
+					prefix = filepath.Join(o.pprofDir, fmt.Sprintf("burst%d-", i+1))
+					res.Profiles = append(res.Profiles, prefix+"heap-mounted.pprof", prefix+"goroutines-after.txt")
+				}
+				b, err := e.runBurst(ctx, volumeByName("sm-10"), shared, prefix)
 				if err != nil {
 					return e.withLog(err)
 				}
-				step("%-6s %2dms %-4s p50 %7s  p99 %7s  overhead p50 %7s p99 %7s", v.Name, lat.Milliseconds(), coldWord(cold),
-					ms(Percentile(c.Total, .5)), ms(Percentile(c.Total, .99)), ms(Percentile(c.Overhead, .5)), ms(Percentile(c.Overhead, .99)))
-				res.Cases = append(res.Cases, c)
+				step("burst %d pods (%s): wall %s, p99 %s, %d errors, RSS %s", podsPerNode, saWord(shared), ms(b.Wall), ms(Percentile(b.Samples, .99)), b.Errors, MiB(b.Mem.RSS))
+				res.Bursts = append(res.Bursts, b)
 			}
-		}
-	}
 
-	// Row 4: republish.
-	if res.Republish, err = e.runRepublish(ctx, volumeByName("sm-10"), republishN); err != nil {
-		return e.withLog(err)
-	}
-	step("republish x%d: %d store calls, CPU %s (+%s in child processes)", republishN, res.Republish.Calls, res.Republish.CPU.Self, res.Republish.CPU.Children)
-
-	// Rows 3 and 5: bursts with every pod of a full node mounted at once.
-	if res.GoroutinesBefore, err = e.drv.Goroutines(); err != nil {
-		return err
-	}
-	for i, shared := range []bool{true, false, false} {
-		prefix := ""
-		if o.pprofDir != "" {
-			prefix = filepath.Join(o.pprofDir, fmt.Sprintf("burst%d-", i+1))
-			res.Profiles = append(res.Profiles, prefix+"heap-mounted.pprof", prefix+"goroutines-after.txt")
-		}
-		b, err := e.runBurst(ctx, volumeByName("sm-10"), shared, prefix)
-		if err != nil {
-			return e.withLog(err)
-		}
-		step("burst %d pods (%s): wall %s, p99 %s, %d errors, RSS %s", podsPerNode, saWord(shared), ms(b.Wall), ms(Percentile(b.Samples, .99)), b.Errors, MiB(b.Mem.RSS))
-		res.Bursts = append(res.Bursts, b)
-	}
-
-	if o.pprofDir != "" {
-		d := 10 * time.Second
-		if o.quick {
-			d = 5 * time.Second
-		}
-		for _, rp := range []bool{false, true} {
-			name := "cpu-publish-sm10-warm-0ms.pprof"
-			if rp {
-				name = "cpu-republish-sm10.pprof"
+			if o.pprofDir != "" {
+				d := 10 * time.Second
+				if o.quick {
+					d = 5 * time.Second
+				}
+				for _, rp := range []bool{false, true} {
+					name := "cpu-publish-sm10-warm-0ms.pprof"
+					if rp {
+						name = "cpu-republish-sm10.pprof"
+					}
+					file := filepath.Join(o.pprofDir, name)
+					n, err := e.profileLoop(ctx, volumeByName("sm-10"), rp, d, file)
+					if err != nil {
+						return e.withLog(err)
+					}
+					step("profiled %d %s into %s", n, map[bool]string{false: "publishes", true: "republishes"}[rp], file)
+					res.Profiles = append(res.Profiles, file)
+				}
 			}
-			file := filepath.Join(o.pprofDir, name)
-			n, err := e.profileLoop(ctx, volumeByName("sm-10"), rp, d, file)
+			if !e.drv.Alive() {
+				return e.withLog(errors.New("the driver exited during the run"))
+			}
+			res.Finished = time.Now()
+			sys1, steal1, err := systemCPU()
 			if err != nil {
-				return e.withLog(err)
+				return err
 			}
-			step("profiled %d %s into %s", n, map[bool]string{false: "publishes", true: "republishes"}[rp], file)
-			res.Profiles = append(res.Profiles, file)
+			self1, err := procCPU(os.Getpid())
+			if err != nil {
+				return err
+			}
+			drv1, err := procCPU(e.drv.Pid())
+			if err != nil {
+				return err
+			}
+			wall := res.Finished.Sub(measureStart).Seconds()
+			others := (sys1 - sys0) - (self1.Self - self0.Self) - (drv1.Self - drv0.Self) - (drv1.Children - drv0.Children)
+			res.Background = Background{
+				OtherCores:  max(others.Seconds(), 0) / wall,
+				StealCores:  (steal1 - steal0).Seconds() / wall,
+				BenchCores:  (self1.Self - self0.Self).Seconds() / wall,
+				DriverCores: (drv1.Self - drv0.Self + drv1.Children - drv0.Children).Seconds() / wall,
+				LoadStart:   load0, LoadEnd: loadAvg(),
+			}
+			return nil
+		}(); err != nil {
+			return err
 		}
+		// The fleet starts drivers of its own: this one is done.
+		e.drv.Stop()
 	}
-	if !e.drv.Alive() {
-		return e.withLog(errors.New("the driver exited during the run"))
+
+	// The fleet benchmark (table 8).
+	if o.fleet {
+		fe := &fleetEnv{base: e, bin: bin, kubeconfig: kubeconfig, storeURL: storeSrv.URL, tmp: tmp, cgroupBase: cgroupBase, step: step}
+		runs, err := fe.runFleet(ctx, fleetConfig(o.quick))
+		res.Fleet = runs
+		if err != nil {
+			return err
+		}
 	}
 	res.Finished = time.Now()
-	sys1, steal1, err := systemCPU()
-	if err != nil {
-		return err
-	}
-	self1, err := procCPU(os.Getpid())
-	if err != nil {
-		return err
-	}
-	drv1, err := procCPU(e.drv.Pid())
-	if err != nil {
-		return err
-	}
-	wall := res.Finished.Sub(measureStart).Seconds()
-	others := (sys1 - sys0) - (self1.Self - self0.Self) - (drv1.Self - drv0.Self) - (drv1.Children - drv0.Children)
-	res.Background = Background{
-		OtherCores:  max(others.Seconds(), 0) / wall,
-		StealCores:  (steal1 - steal0).Seconds() / wall,
-		BenchCores:  (self1.Self - self0.Self).Seconds() / wall,
-		DriverCores: (drv1.Self - drv0.Self + drv1.Children - drv0.Children).Seconds() / wall,
-		LoadStart:   load0, LoadEnd: loadAvg(),
-	}
 
 	rep := buildReport(res)
 	fmt.Println(rep.Text())

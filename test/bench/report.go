@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -252,6 +253,8 @@ func buildReport(r *Results) *Report {
 				prev.GoroutinesAfter, n-1, last.GoroutinesAfter, n, growth, r.GoroutinesBefore, r.IdleGoroutines),
 			met(growth <= goroutineSlack)})
 	}
+	fleetTargets, fleetTables := fleetReport(r)
+	targets.Rows = append(targets.Rows, fleetTargets...)
 	rep.Tables = append(rep.Tables, targets)
 
 	// Row 1 and 2.
@@ -397,6 +400,7 @@ func buildReport(r *Results) *Report {
 		memTab.Rows = [][]string{{"100 pods × 7.5 MiB", "not measured (needs make e2e cluster; make bench runs it)"}}
 	}
 	rep.Tables = append(rep.Tables, memTab)
+	rep.Tables = append(rep.Tables, fleetTables...)
 
 	inc := Table{
 		Title:  "Incumbent, quoted from the product brief (not measured here)",
@@ -429,6 +433,20 @@ func buildReport(r *Results) *Report {
 	}
 	rep.Tables = append(rep.Tables, inc)
 
+	if r.FleetOnly {
+		// Only the fleet was measured: its targets and tables alone.
+		targets.Rows = slices.DeleteFunc(targets.Rows, func(row []string) bool { return row[0] != fleetTargetRow })
+		size := "10 nodes × 100 pods"
+		if r.Quick {
+			size = "-quick: 5 nodes × 40 pods"
+		}
+		rep.Intro = []string{
+			fmt.Sprintf("Run %s UTC, fleet part only (-fleet-only, %s), runtime %s; tables 1–7 were not measured in this run.",
+				r.Started.UTC().Format("2006-01-02 15:04"), size, r.Finished.Sub(r.Started).Round(time.Second)),
+			rep.Intro[1], // the machine
+		}
+		rep.Tables = append([]Table{targets}, fleetTables...)
+	}
 	rep.Outro = append(rep.Outro, methodText...)
 	if len(r.Profiles) > 0 {
 		rep.Outro = append(rep.Outro, "Profiles written: "+strings.Join(r.Profiles, ", ")+".")
@@ -453,7 +471,8 @@ var methodText = []string{
 		"(signature checks) counts as store wait, the fake API server's as driver overhead (reported separately as API wait).",
 	"## Reproduce",
 	"As root, from the repository: `make bench` (writes this file), or `go run ./test/bench -out docs/benchmarks.md`; " +
-		"`-quick` for a smoke run in well under a minute; `-realnode FILE` to include the e2e suite's real-node measurement; " +
+		"`-quick` for a smoke run of about a minute (fewer samples, a fleet of 5 nodes × 40 pods instead of 10 × 100); `-fleet-only` for the fleet " +
+		"tables alone, `-fleet=false` to skip them; `-realnode FILE` to include the e2e suite's real-node measurement; " +
 		"`BENCH_PPROF_DIR=DIR` to also save driver CPU and heap profiles (then `go tool pprof -top DIR/cpu-publish-sm10-warm-0ms.pprof`).",
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"time"
 )
@@ -14,7 +15,9 @@ import (
 // subject to latency or faults.
 const (
 	PathCalls           = "/_fake/calls"            // GET: map op -> count
-	PathCallsReset      = "/_fake/calls/reset"      // POST
+	PathCallsReset      = "/_fake/calls/reset"      // POST: zeroes the call and throttle counters
+	PathThrottles       = "/_fake/throttles"        // GET: map op -> calls answered as over their quota
+	PathQuotas          = "/_fake/quotas"           // POST QuotaConfig ({"scale":0.01}; 0 turns quotas off) -> effective quotas; GET: effective quotas
 	PathSecrets         = "/_fake/secrets"          // POST {"region","name","string"|"binaryBase64"} -> {"arn","versionId"}
 	PathSecretStage     = "/_fake/secrets/stage"    // POST {"region","name","stage","versionId"}
 	PathSecretDelete    = "/_fake/secrets/delete"   // POST {"region","name"}
@@ -54,6 +57,31 @@ func (s *Store) serveControl(w http.ResponseWriter, r *http.Request) {
 	switch route {
 	case "GET " + PathCalls:
 		reply(s.CallCounts(), nil)
+	case "GET " + PathThrottles:
+		reply(s.ThrottleCounts(), nil)
+	case "GET " + PathQuotas:
+		reply(orEmpty(s.Quotas()), nil)
+	case "POST " + PathQuotas:
+		var in QuotaConfig
+		if err := decodeStrict(r, &in); err != nil {
+			reply(nil, err)
+			return
+		}
+		if in.Scale < 0 || math.IsNaN(in.Scale) || math.IsInf(in.Scale, 0) {
+			reply(nil, fmt.Errorf("scale must be a finite number ≥ 0 (0 turns quotas off)"))
+			return
+		}
+		for name, q := range in.Quotas {
+			if _, ok := DefaultQuotas[name]; !ok {
+				reply(nil, fmt.Errorf("no quota %q", name))
+				return
+			}
+			if q.Rate <= 0 || q.Burst < 0 {
+				reply(nil, fmt.Errorf("quota %q: rate must be > 0 and burst ≥ 0", name))
+				return
+			}
+		}
+		reply(orEmpty(s.SetQuotas(in)), nil)
 	case "GET " + PathHealth:
 		reply(nil, nil)
 	case "POST " + PathCallsReset:
@@ -186,4 +214,12 @@ func (s *Store) serveControl(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusNotFound, "application/json", map[string]string{"error": "no control endpoint " + route})
 	}
+}
+
+// orEmpty answers no quotas as {} rather than null.
+func orEmpty(m map[string]Quota) map[string]Quota {
+	if m == nil {
+		return map[string]Quota{}
+	}
+	return m
 }

@@ -123,7 +123,11 @@ func (s *Store) serveJSON(w http.ResponseWriter, r *http.Request) {
 		// Read the body before sleeping: net/http only notices a client
 		// that gave up (and cancels the context) once the body is consumed.
 		body, readErr := readBody(r)
-		if e := s.begin(r.Context(), c.op, c.region); e != nil {
+		account := s.accountID
+		if sh != nil {
+			account = s.callerAccount(sh.accessKey)
+		}
+		if e := s.begin(r.Context(), c.op, account, c.region); e != nil {
 			return e
 		}
 		if readErr != nil {
@@ -209,7 +213,7 @@ func (s *Store) serveQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &call{op: "sts." + action, start: time.Now(), region: stsRegion(r), role: form.Get("RoleArn")}
 	var out any
-	e = s.begin(r.Context(), c.op, c.region)
+	e = s.begin(r.Context(), c.op, s.roleAccount(c.role), c.region)
 	if e == nil {
 		switch action {
 		case "AssumeRoleWithWebIdentity":
@@ -243,7 +247,7 @@ func stsRegion(r *http.Request) string {
 func (s *Store) servePodIdentity(w http.ResponseWriter, r *http.Request) {
 	c := &call{op: "eks-auth.PodIdentity", start: time.Now()}
 	var out any
-	e := s.begin(r.Context(), c.op, "")
+	e := s.begin(r.Context(), c.op, s.accountID, "")
 	if e != nil {
 		if e.status == 400 {
 			e = podIdentityError(http.StatusTooManyRequests, e.code, e.msg)

@@ -25,7 +25,9 @@ func (t tokenString) GetIdentityToken() ([]byte, error) { return []byte(t), nil 
 
 func TestAssumeRoleWithWebIdentity(t *testing.T) {
 	t.Parallel()
-	base := time.Now().Truncate(time.Second)
+	// Ahead of the wall clock: tokens minted during the test (nbf = the
+	// second they are minted) must be valid at this fixed time.
+	base := time.Now().Add(2 * time.Second).Truncate(time.Second)
 	e := newEnv(t, store.Options{Now: func() time.Time { return base }})
 	e.role(appRole, smAllowAnyRegion)
 	wildRole := "arn:aws:iam::" + acct + ":role/path/any-app"
@@ -132,7 +134,9 @@ func TestAssumeRoleWithWebIdentity(t *testing.T) {
 
 func TestPodIdentity(t *testing.T) {
 	t.Parallel()
-	base := time.Now().Truncate(time.Second)
+	// Ahead of the wall clock: tokens minted during the test (nbf = the
+	// second they are minted) must be valid at this fixed time.
+	base := time.Now().Add(2 * time.Second).Truncate(time.Second)
 	var clock atomic.Int64
 	e := newEnv(t, store.Options{Now: func() time.Time { return base.Add(time.Duration(clock.Load())) }})
 	e.role(appRole, smAllowAnyRegion)

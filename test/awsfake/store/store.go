@@ -12,7 +12,9 @@
 // The fake is deliberately strict where the driver's correctness depends on
 // AWS being strict (signatures, token audiences, role trust, per-resource
 // authorization, per-region data, stage/label semantics) and deliberately
-// simple elsewhere (no KMS, no resource policies, no replication).
+// simple elsewhere (no KMS, no resource policies, no replication). AWS's
+// account-level request quotas are modelled as token buckets per account,
+// region and API, off unless SetQuotas turns them on (quota.go).
 package store
 
 import (
@@ -93,8 +95,11 @@ type Store struct {
 	faultMu sync.Mutex
 	faults  map[string]Fault
 
-	callMu sync.Mutex
-	calls  map[string]int
+	callMu    sync.Mutex
+	calls     map[string]int
+	throttles map[string]int // calls answered as over their quota
+
+	quota quotaState
 
 	// mu guards everything below.
 	mu          sync.RWMutex
@@ -120,6 +125,7 @@ func New(opts Options) *Store {
 		log:         opts.Logger,
 		faults:      map[string]Fault{},
 		calls:       map[string]int{},
+		throttles:   map[string]int{},
 		secrets:     map[string]map[string]*secret{},
 		params:      map[string]map[string]*parameter{},
 		roles:       map[string]Role{},
@@ -197,11 +203,12 @@ func (s *Store) CallCounts() map[string]int {
 	return maps.Clone(s.calls)
 }
 
-// ResetCalls zeroes every counter.
+// ResetCalls zeroes every counter, the throttle counters included.
 func (s *Store) ResetCalls() {
 	s.callMu.Lock()
 	defer s.callMu.Unlock()
 	clear(s.calls)
+	clear(s.throttles)
 }
 
 func (s *Store) count(op string) {
@@ -210,10 +217,13 @@ func (s *Store) count(op string) {
 	s.callMu.Unlock()
 }
 
-// begin is the common preamble of every counted AWS call: count it, sleep the
-// configured latency (without holding any lock) and roll for a fault.
-func (s *Store) begin(ctx context.Context, op, region string) *apiError {
+// begin is the common preamble of every counted AWS call: count it, take a
+// token from account's quota for op in region (when quotas are on), sleep the
+// configured latency (without holding any lock; a throttled call costs a
+// round trip too), then answer throttling or roll for a fault.
+func (s *Store) begin(ctx context.Context, op, account, region string) *apiError {
 	s.count(op)
+	admitted := s.admit(op, account, region)
 	if d := s.Latency(); d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -222,6 +232,10 @@ func (s *Store) begin(ctx context.Context, op, region string) *apiError {
 			t.Stop()
 			return &apiError{status: http.StatusServiceUnavailable, code: "RequestCanceled", msg: "client went away during injected latency"}
 		}
+	}
+	if !admitted {
+		s.countThrottle(op)
+		return throttleError(op)
 	}
 	if f, ok := s.faultFor(region); ok && (f.Rate >= 1 || rand.Float64() < f.Rate) {
 		return faultError(f.Code)
