@@ -42,7 +42,11 @@ import (
 const Name = "aws"
 
 const (
-	defaultMaxConcurrency = 8
+	// defaultMaxConcurrency bounds one Fetch's parallel calls. Current
+	// secrets are read one call each (quota headroom, see strategy.go), so
+	// the bound must cover a volume's secrets for the mount to stay one
+	// round trip: 8 made a 10-secret volume two.
+	defaultMaxConcurrency = 32
 	// defaultCallTimeout bounds one store or STS call, SDK retries included.
 	defaultCallTimeout = 20 * time.Second
 	// defaultFetchTimeout bounds a whole Fetch, failover included, well inside
@@ -76,7 +80,7 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock of the credential cache; optional.
 	Now func() time.Time
-	// MaxConcurrency bounds the parallel store calls of one Fetch; default 8.
+	// MaxConcurrency bounds the parallel store calls of one Fetch; default 32.
 	MaxConcurrency int
 	// ShareWindow is how long a value read for one Fetch is reused by
 	// Fetches of the same identity (namespace, service account, role,

@@ -1111,7 +1111,7 @@ func TestNewAndName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Name() != "aws" || p.podIdentityEndpoint != DefaultPodIdentityEndpoint || p.maxConcurrency != 8 {
+	if p.Name() != "aws" || p.podIdentityEndpoint != DefaultPodIdentityEndpoint || p.maxConcurrency != 32 {
 		t.Errorf("defaults: name %q endpoint %q concurrency %d", p.Name(), p.podIdentityEndpoint, p.maxConcurrency)
 	}
 	if _, err := p.Fetch(context.Background(), nil); !errors.Is(err, provider.ErrInvalid) {

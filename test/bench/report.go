@@ -171,7 +171,9 @@ func buildReport(r *Results) *Report {
 	switch r.VolumeMemory {
 	case "--volume-memory=pod":
 		rep.Intro = append(rep.Intro, "Volumes were written as on a node (--volume-memory=pod): by a child process of the driver that joins "+
-			"the pod's memory cgroup first (a scratch cgroup per pod here), so every publish includes that fork and exec.")
+			"the pod's memory cgroup first (a scratch cgroup per pod here), so every publish includes moving that process into a new cgroup "+
+			"(on cgroup v1 an RCU grace period, several ms). Tables 1–5 run with --aws-share-window=0, so that every sample makes its own reads; "+
+			"table 8 measures the sharing.")
 	case "--volume-memory=driver":
 		rep.Intro = append(rep.Intro, "This machine has no cgroup v1 memory hierarchy: volumes were written by the driver itself "+
 			"(--volume-memory=driver), without the per-publish writer process a node runs.")
