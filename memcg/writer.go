@@ -343,10 +343,25 @@ func result(ctx context.Context, waitErr error, out string, oomKilled bool, size
 	}
 	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
 	if line = strings.TrimSpace(line); line != "" {
+		if ee.ExitCode() == exitNoSpace {
+			// The text says it already; the errno lets callers tell a
+			// full volume from other failures.
+			return &noSpaceError{msg: line}
+		}
 		return errors.New(line)
 	}
 	return fmt.Errorf("volume writer: %s", ee.ProcessState)
 }
+
+// exitNoSpace is the writer's exit status when the volume is full.
+const exitNoSpace = 3
+
+// noSpaceError is a writer's report of a full volume: its own text, and
+// unix.ENOSPC for errors.Is.
+type noSpaceError struct{ msg string }
+
+func (e *noSpaceError) Error() string        { return e.msg }
+func (e *noSpaceError) Is(target error) bool { return target == unix.ENOSPC }
 
 // headBuffer keeps the first max bytes written to it and drops the rest,
 // still reporting them written so the child never blocks on a full pipe.
@@ -375,6 +390,9 @@ func MaybeRunChild() {
 	}
 	if err := runChild(os.Stdin); err != nil {
 		fmt.Fprintln(os.Stderr, strings.ReplaceAll(err.Error(), "\n", " "))
+		if errors.Is(err, unix.ENOSPC) {
+			os.Exit(exitNoSpace)
+		}
 		os.Exit(1)
 	}
 	os.Exit(0)

@@ -286,3 +286,20 @@ func TestWriterSpare(t *testing.T) {
 		t.Fatalf("a = %q after a write past a dead spare", got)
 	}
 }
+
+// TestWriterNoSpace: a full volume is ENOSPC to the caller, as in process.
+func TestWriterNoSpace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting tmpfs needs root; make test runs as root")
+	}
+	w, _ := fakeWriter(t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	err := w.WriteFileSet(context.Background(), testUID, dir, []mount.File{{Path: "big", Mode: 0o400, Data: make([]byte, 128<<10)}}, nil)
+	if !errors.Is(err, unix.ENOSPC) || err.Error() != "write big: no space left on device" {
+		t.Fatalf("WriteFileSet into a full volume = %v, want ENOSPC with the in-process text", err)
+	}
+}

@@ -216,6 +216,12 @@ func (m *Manager) Publish(ctx context.Context, from State, v Volume) (err error)
 		if err := m.o.Mounter.SetReadOnly(v.Target, false); err != nil {
 			return err
 		}
+		// No pod has used a volume that never completed: what a killed
+		// writer left goes first, or a large volume would not fit beside
+		// its own half-written copy.
+		if err := clearDir(v.Target); err != nil {
+			return err
+		}
 	}
 	if err := m.o.Writer.WriteFileSet(ctx, v.PodUID, v.Target, v.Files, v.GID); err != nil {
 		if errors.Is(err, unix.ENOSPC) {
@@ -231,6 +237,20 @@ func (m *Manager) Publish(ctx context.Context, from State, v Volume) (err error)
 		return err
 	}
 	return failpoint.Inject(FailAfterReadOnly)
+}
+
+// clearDir removes everything inside dir.
+func clearDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list incomplete volume: %w", mount.StripPath(err))
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("clear incomplete volume: %w", mount.StripPath(err))
+		}
+	}
+	return nil
 }
 
 // cleanup undoes a failed publish: unmount, remove the directory, forget the

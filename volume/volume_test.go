@@ -164,3 +164,31 @@ func TestTooLargeForVolume(t *testing.T) {
 		t.Fatalf("a set of exactly the tmpfs size = %v", err)
 	}
 }
+
+// TestCompleteClearsLeftovers: an incomplete volume nearly full of what a
+// killed writer left is completed with a set that fits only without it.
+func TestCompleteClearsLeftovers(t *testing.T) {
+	requireRoot(t)
+	_, target := pods(t)
+	tgt := target("p")
+	os.Mkdir(tgt, 0o750)
+	m := New(Options{Mounter: mount.System{}, TmpfsSize: 64 << 10})
+	if err := (mount.System{}).MountTmpfs(tgt, mount.TmpfsOptions{SizeBytes: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(tgt, "..v_dead"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tgt, "..v_dead", "half"), make([]byte, 40<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Publish(context.Background(), Incomplete, Volume{Target: tgt, Files: set(40 << 10)}); err != nil {
+		t.Fatalf("completing the volume = %v", err)
+	}
+	if st, why, _ := Inspect(mount.System{}, tgt); st != Complete {
+		t.Fatalf("volume %v (%s) after completion", st, why)
+	}
+	if _, err := os.Stat(filepath.Join(tgt, "..v_dead")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("leftover still there (%v)", err)
+	}
+}
