@@ -303,10 +303,12 @@ type fileReport struct {
 	content   string // decoded, or "UNREADABLE"
 }
 
-func readReport(t *testing.T, ns, pod string) report {
+// podOutput waits up to timeout for pod's log to end its report with a
+// "DONE" line and returns the log.
+func podOutput(ctx context.Context, t *testing.T, ns, pod string, timeout time.Duration) string {
 	t.Helper()
 	var logs string
-	err := wait.PollUntilContextTimeout(ctxT(t), 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		b, err := kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{}).Do(ctx).Raw()
 		if err != nil {
 			return false, nil
@@ -315,8 +317,14 @@ func readReport(t *testing.T, ns, pod string) report {
 		return strings.Contains(logs, "\nDONE"), nil
 	})
 	if err != nil {
-		t.Fatalf("pod %s/%s printed no report: %v\n%s", ns, pod, err, logs)
+		t.Fatalf("pod %s/%s printed no report: %v\n%.2000s", ns, pod, err, logs)
 	}
+	return logs
+}
+
+func readReport(t *testing.T, ns, pod string) report {
+	t.Helper()
+	logs := podOutput(ctxT(t), t, ns, pod, time.Minute)
 	r := report{files: map[string]fileReport{}}
 	for _, line := range strings.Split(logs, "\n") {
 		f := strings.Fields(line)

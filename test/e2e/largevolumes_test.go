@@ -18,7 +18,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // sumScript prints the volume's mount entry, the SHA-256 of every file, and
@@ -235,18 +234,7 @@ func TestManyLargeVolumes(t *testing.T) {
 // its SHA-256 and nothing else, a read-only tmpfs, no write.
 func checkSums(ctx context.Context, t *testing.T, ns, pod string, want map[string]string) {
 	t.Helper()
-	var logs string
-	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		b, err := kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{}).Do(ctx).Raw()
-		if err != nil {
-			return false, nil
-		}
-		logs = string(b)
-		return strings.Contains(logs, "\nDONE"), nil
-	})
-	if err != nil {
-		t.Fatalf("pod %s/%s printed no report: %v\n%.2000s", ns, pod, err, logs)
-	}
+	logs := podOutput(ctx, t, ns, pod, 2*time.Minute)
 	got := map[string]string{}
 	var mount, write string
 	for _, line := range strings.Split(logs, "\n") {
