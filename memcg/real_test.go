@@ -352,6 +352,11 @@ func TestWriterCgroup2Leaf(t *testing.T) {
 	parent, pod := scratchPod(t, root, bytes.Contains(b, []byte("memory")))
 	vol, _ := tmpfsDir(t)
 	w := &Writer{Root: root, Parent: parent}
+	// A leaf a writer left when its driver was killed: the next write of
+	// the pod removes it, or kubelet could not remove the pod's cgroup.
+	if err := os.Mkdir(filepath.Join(pod, leafPrefix+"999999999"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// Repeated, because an rmdir racing the child's exit would fail only
 	// now and then.
 	for i := range 20 {

@@ -258,6 +258,7 @@ func (w *Writer) run(ctx context.Context, cg podCgroup, b []byte, size int64) er
 func join(cg podCgroup, pid int) (string, error) {
 	member := cg.dir
 	if cg.v2 {
+		sweepLeaves(cg.dir)
 		member = filepath.Join(cg.dir, leafPrefix+strconv.Itoa(pid))
 		err := unix.Mkdir(member, 0o755)
 		if errors.Is(err, unix.EEXIST) {
@@ -280,6 +281,21 @@ func join(cg podCgroup, pid int) (string, error) {
 		return "", err
 	}
 	return member, nil
+}
+
+// sweepLeaves removes the leaves of writers that died with their driver
+// below pod cgroup dir: kubelet cannot remove a pod's cgroup while one is
+// left. A leaf in use is populated, and its rmdir fails harmlessly.
+func sweepLeaves(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), leafPrefix) {
+			unix.Rmdir(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 func writeProcs(dir string, pid int) error {
