@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -263,12 +264,15 @@ func TestUnpublish(t *testing.T) {
 	wantCode(t, h.unpublish("v", ""), codes.InvalidArgument, "target_path")
 }
 
-// TestSameTargetSerialised publishes one target from many goroutines while
-// the store is slow: exactly one fetch and mount happen; the rest see the
-// mounted volume.
+// TestSameTargetSerialised publishes one target from many goroutines. The
+// first fetch is held until every caller has queued on the target's lock
+// (or, were there no lock, until all of them fetch at once): exactly one
+// fetch and mount happen; the rest see the mounted volume.
 func TestSameTargetSerialised(t *testing.T) {
+	const callers = 8
 	h := newHarness(t, classObject("default", "db", "fake", nil))
 	h.provider.SetFiles(provider.File{Path: "a", Mode: 0o644, Data: []byte("v1")})
+	target := h.target("p")
 	var mu sync.Mutex
 	inFlight, maxInFlight := 0, 0
 	h.provider.SetHook(func(ctx context.Context, _ *provider.Request) error {
@@ -277,16 +281,29 @@ func TestSameTargetSerialised(t *testing.T) {
 		maxInFlight = max(maxInFlight, inFlight)
 		mu.Unlock()
 		defer func() { mu.Lock(); inFlight--; mu.Unlock() }()
-		return nil
+		for {
+			mu.Lock()
+			all := inFlight == callers
+			mu.Unlock()
+			if all || h.driver.locks.queued(target) == callers {
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			runtime.Gosched()
+		}
 	})
-	target := h.target("p")
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for i := 0; i < 8; i++ {
+	errs := make(chan error, callers)
+	for range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- h.publish(kubeletRequest(target, "p", "db"))
+			_, err := h.node.NodePublishVolume(ctx, kubeletRequest(target, "p", "db"))
+			errs <- err
 		}()
 	}
 	wg.Wait()
