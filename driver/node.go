@@ -54,13 +54,6 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 
 	providerName, resp, err := d.publish(ctx, pr, state)
-	if err != nil && state == volume.Incomplete {
-		// No pod runs on a volume that never completed; unmounted, it holds
-		// no memory while kubelet backs off, and the retry starts clean.
-		if uerr := d.opts.Volumes.Unpublish(pr.target); uerr != nil {
-			log.Warn("cleanup of an incomplete volume failed", logkey.Error, uerr.Error())
-		}
-	}
 	took := time.Since(start)
 	code := codeOf(err)
 	d.opts.Metrics.observePublish(providerName, kind, code.String(), took)
@@ -85,51 +78,68 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
-// publish fetches the volume's files and brings the target from state to
-// complete. It returns the name of the provider used (noProvider if it
-// failed before choosing one) for metrics.
+// publish brings the target from state to complete with the files of the
+// pod's class. It returns the name of the provider used (noProvider if it
+// failed before choosing one) for metrics. The class is read and the store
+// called inside the volume's publish, so that a failure of either undoes an
+// incomplete volume like any other failure does.
 func (d *Driver) publish(ctx context.Context, pr *publishRequest, state volume.State) (string, *provider.Response, error) {
+	// Classes are read from the pod's namespace only (parsePublish refuses
+	// a namespace in the name), so this is the class's own reference.
+	ref := pr.pod.Namespace + "/" + pr.class
+	providerName := noProvider
+	var resp *provider.Response
+	// fetchErr is the fetch's error, complete as it is: the class and
+	// provider errors name the class already.
+	var fetchErr error
+	fetch := func(ctx context.Context) ([]mount.File, error) {
+		files, err := d.fetch(ctx, pr, ref, &providerName, &resp)
+		fetchErr = err
+		return files, err
+	}
+	err := d.opts.Volumes.Publish(ctx, state, volume.Volume{Target: pr.target, PodUID: pr.pod.UID, GID: pr.fsGroup, Class: ref, Fetch: fetch})
+	if err != nil && err != fetchErr {
+		err = fmt.Errorf("SecretProviderClass %s: %w", ref, err)
+	}
+	if err != nil {
+		return providerName, nil, err
+	}
+	return providerName, resp, nil
+}
+
+// fetch reads the class and its provider's files, and records the provider's
+// name and its response.
+func (d *Driver) fetch(ctx context.Context, pr *publishRequest, ref string, providerName *string, resp **provider.Response) ([]mount.File, error) {
 	class, err := d.opts.Classes.GetClass(ctx, pr.pod.Namespace, pr.class)
 	if err != nil {
-		return noProvider, nil, err
+		return nil, err
 	}
-	ref := class.Namespace + "/" + class.Name
 	p, err := d.opts.Providers.Get(class.Provider)
 	if err != nil {
-		return noProvider, nil, fmt.Errorf("SecretProviderClass %s: spec.provider: %w", ref, err)
+		return nil, fmt.Errorf("SecretProviderClass %s: spec.provider: %w", ref, err)
 	}
-	// The values pass through the driver's memory before they reach the
-	// pod's tmpfs: wait for room for them.
-	done, err := d.opts.Volumes.Admit(ctx, ref)
-	if err != nil {
-		return p.Name(), nil, fmt.Errorf("SecretProviderClass %s: waiting for memory to publish: %w", ref, err)
-	}
-	var files []mount.File
-	defer func() { done(files) }()
-	resp, err := p.Fetch(ctx, &provider.Request{
+	*providerName = p.Name()
+	r, err := p.Fetch(ctx, &provider.Request{
 		Pod:        pr.pod,
 		Parameters: class.Parameters,
 		FSGroup:    pr.fsGroup,
 		Class:      ref,
 	})
 	if err != nil {
-		return p.Name(), nil, fmt.Errorf("SecretProviderClass %s: %w", ref, err)
+		return nil, fmt.Errorf("SecretProviderClass %s: %w", ref, err)
 	}
-	files = make([]mount.File, len(resp.Files))
-	for i, f := range resp.Files {
+	files := make([]mount.File, len(r.Files))
+	for i, f := range r.Files {
 		files[i] = mount.File{Path: f.Path, Mode: f.Mode, Data: f.Data}
 	}
 	// Checked before anything is mounted, so a bad set costs no mount and
 	// gets its own message; WriteFileSet checks again as the last step
 	// before the file system.
 	if err := mount.ValidateFileSet(files); err != nil {
-		return p.Name(), nil, invalid("SecretProviderClass %s: provider %s returned an unusable file set: %v", ref, p.Name(), err)
+		return nil, invalid("SecretProviderClass %s: provider %s returned an unusable file set: %v", ref, p.Name(), err)
 	}
-	err = d.opts.Volumes.Publish(ctx, state, volume.Volume{Target: pr.target, PodUID: pr.pod.UID, GID: pr.fsGroup, Files: files})
-	if err != nil {
-		return p.Name(), nil, fmt.Errorf("SecretProviderClass %s: %w", ref, err)
-	}
-	return p.Name(), resp, nil
+	*resp = r
+	return files, nil
 }
 
 // NodeUnpublishVolume implements csi.NodeServer. It succeeds for targets that

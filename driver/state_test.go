@@ -70,21 +70,32 @@ func TestPublishCompletesIncomplete(t *testing.T) {
 	}
 }
 
-// TestPublishIncompleteFailureCleansUp: when the store fails while a
-// volume is being completed, nothing answers OK and nothing stays mounted.
+// TestPublishIncompleteFailureCleansUp: when the class or the store fails
+// while a volume is being completed, nothing answers OK and nothing stays
+// mounted.
 func TestPublishIncompleteFailureCleansUp(t *testing.T) {
 	requireRealMounts(t)
-	h := newHarness(t, classObject("default", "db", "fake", nil))
-	h.provider.SetError(errors.Join(provider.ErrUnavailable))
-	target := h.target("p")
-	if err := os.Mkdir(target, 0o750); err != nil {
-		t.Fatal(err)
+	for name, tc := range map[string]struct {
+		class string
+		code  codes.Code
+	}{
+		"store down":    {class: "db", code: codes.Unavailable},
+		"class missing": {class: "gone", code: codes.NotFound},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, classObject("default", "db", "fake", nil))
+			h.provider.SetError(errors.Join(provider.ErrUnavailable))
+			target := h.target("p")
+			if err := os.Mkdir(target, 0o750); err != nil {
+				t.Fatal(err)
+			}
+			if err := (mount.System{}).MountTmpfs(target, mount.TmpfsOptions{SizeBytes: 1 << 20}); err != nil {
+				t.Fatal(err)
+			}
+			wantCode(t, h.publish(kubeletRequest(target, "p", tc.class)), tc.code)
+			mustNotExist(t, target)
+		})
 	}
-	if err := (mount.System{}).MountTmpfs(target, mount.TmpfsOptions{SizeBytes: 1 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	wantCode(t, h.publish(kubeletRequest(target, "p", "db")), codes.Unavailable)
-	mustNotExist(t, target)
 }
 
 // TestPublishRefusesForeignMount: a mount that is not our tmpfs is never

@@ -24,7 +24,8 @@ const minTransit = 64 << 10
 // estimates for a while.
 const maxLearned = 4096
 
-// admission bounds the memory the publishes in flight hold in the driver.
+// admission bounds the memory the publishes in flight hold in the driver
+// (Publish waits for it before it fetches).
 // The pages of a volume are charged to its pod, but until they are written
 // the values pass through the driver: 100 pods mounting 7.5 MiB each at once
 // would hold 2 GiB. A publish is admitted with an estimate of what it will
@@ -48,10 +49,11 @@ func newAdmission(budget, tmpfsSize int64) *admission {
 	return &admission{budget: budget, most: tmpfsSize, sem: semaphore.NewWeighted(budget), learned: map[string]int64{}}
 }
 
-// Admit waits until a publish of class may hold its data, then returns a
-// function the caller calls when the publish is done, with its files (nil if
-// it failed before it had them). Without a budget it admits at once.
-func (m *Manager) Admit(ctx context.Context, class string) (done func(files []mount.File), err error) {
+// admitTransit waits until a publish of class may hold its data, then
+// returns a function the caller calls when the publish is done, with its
+// files (nil if it failed before it had them). Without a budget it admits at
+// once.
+func (m *Manager) admitTransit(ctx context.Context, class string) (done func(files []mount.File), err error) {
 	a := m.admit
 	if a == nil {
 		return func([]mount.File) {}, nil

@@ -16,14 +16,14 @@ func TestAdmitBoundsTransit(t *testing.T) {
 		const tmpfs = 1 << 20
 		m := New(Options{TmpfsSize: tmpfs, PublishMemory: 2 * transitFactor * tmpfs})
 		ctx := context.Background()
-		done1, err := m.Admit(ctx, "ns/big")
+		done1, err := m.admitTransit(ctx, "ns/big")
 		if err != nil {
 			t.Fatal(err)
 		}
-		done2, _ := m.Admit(ctx, "ns/big")
+		done2, _ := m.admitTransit(ctx, "ns/big")
 		third := make(chan func([]mount.File))
 		go func() {
-			d, err := m.Admit(ctx, "ns/big")
+			d, err := m.admitTransit(ctx, "ns/big")
 			if err != nil {
 				t.Error(err)
 			}
@@ -43,7 +43,7 @@ func TestAdmitBoundsTransit(t *testing.T) {
 		// The class is known now to hold 1000 bytes: many fit at once.
 		var dones []func([]mount.File)
 		for range 20 {
-			d, err := m.Admit(ctx, "ns/big")
+			d, err := m.admitTransit(ctx, "ns/big")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -55,10 +55,10 @@ func TestAdmitBoundsTransit(t *testing.T) {
 
 		// A waiting publish gives up with its context.
 		c, cancel := context.WithCancel(ctx)
-		a, _ := m.Admit(ctx, "ns/other")
-		b, _ := m.Admit(ctx, "ns/other")
+		a, _ := m.admitTransit(ctx, "ns/other")
+		b, _ := m.admitTransit(ctx, "ns/other")
 		cancel()
-		if _, err := m.Admit(c, "ns/other"); err == nil {
+		if _, err := m.admitTransit(c, "ns/other"); err == nil {
 			t.Fatal("Admit with a canceled context and no room succeeded")
 		}
 		a(nil)
@@ -69,7 +69,7 @@ func TestAdmitBoundsTransit(t *testing.T) {
 func TestAdmitWithoutBudget(t *testing.T) {
 	m := New(Options{TmpfsSize: 1 << 20})
 	for range 100 {
-		if _, err := m.Admit(context.Background(), "ns/c"); err != nil {
+		if _, err := m.admitTransit(context.Background(), "ns/c"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -170,37 +170,61 @@ type Volume struct {
 	// PodUID names the pod whose memory cgroup pays for the pages.
 	PodUID string
 	// GID is the pod's fsGroup, if any.
-	GID   *int64
-	Files []mount.File
+	GID *int64
+	// Class ("namespace/name") keys the estimate of the volume's size that
+	// admits its publish (see PublishMemory).
+	Class string
+	// Fetch returns the volume's files; Publish calls it once there is
+	// room in the driver's memory for them.
+	Fetch func(ctx context.Context) ([]mount.File, error)
 }
 
 // Publish brings v.Target from state from (Absent or Incomplete, as Inspect
-// said a moment ago under the caller's per-target lock) to Complete: mount a
-// tmpfs if there is none, write the whole set, make it read-only. An
-// Incomplete volume is completed in place. On error the target is unmounted
-// and removed, whatever it held: no pod uses a volume that never completed,
-// and kubelet's retry then starts from Absent.
+// said a moment ago under the caller's per-target lock) to Complete: wait for
+// room for the volume's data, fetch it, mount a tmpfs if there is none, write
+// the whole set, make it read-only. An Incomplete volume is completed in
+// place. On error whatever this publish or an earlier, killed one left at the
+// target is unmounted and removed: no pod uses a volume that never completed,
+// it holds no memory while kubelet backs off, and the retry starts from
+// Absent.
 func (m *Manager) Publish(ctx context.Context, from State, v Volume) (err error) {
 	if from != Absent && from != Incomplete {
 		return fmt.Errorf("publish from state %v", from)
 	}
-	if err := m.reserve(v.Target, v.Files); err != nil {
+	// touched: the target holds something of ours that a failure must undo.
+	touched := from == Incomplete
+	defer func() {
+		switch {
+		case err == nil:
+		case touched:
+			m.cleanup(v.Target)
+		default:
+			m.release(v.Target)
+		}
+	}()
+	// The values pass through the driver's memory before they reach the
+	// pod's tmpfs: wait for room for them.
+	done, err := m.admitTransit(ctx, v.Class)
+	if err != nil {
+		return fmt.Errorf("waiting for memory to publish: %w", err)
+	}
+	var files []mount.File
+	defer func() { done(files) }()
+	if files, err = v.Fetch(ctx); err != nil {
+		return err
+	}
+	if err := m.reserve(v.Target, files); err != nil {
 		return err
 	}
 	select {
 	case m.sem <- struct{}{}:
 	case <-ctx.Done():
-		m.release(v.Target)
 		return ctx.Err()
 	}
 	defer func() { <-m.sem }()
-	defer func() {
-		if err != nil {
-			m.cleanup(v.Target)
-		}
-	}()
 	switch from {
 	case Absent:
+		touched = true
 		if err := os.Mkdir(v.Target, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("create target: %w", mount.StripPath(err))
 		}
@@ -223,10 +247,10 @@ func (m *Manager) Publish(ctx context.Context, from State, v Volume) (err error)
 			return err
 		}
 	}
-	if err := m.o.Writer.WriteFileSet(ctx, v.PodUID, v.Target, v.Files, v.GID); err != nil {
+	if err := m.o.Writer.WriteFileSet(ctx, v.PodUID, v.Target, files, v.GID); err != nil {
 		if errors.Is(err, unix.ENOSPC) {
 			return fmt.Errorf("%w: %v; the volume needs %d bytes of the %d each volume may hold (raise the driver's --tmpfs-size, Helm value tmpfsSize)",
-				ErrTooLarge, err, mount.SpaceNeeded(v.Files), m.o.TmpfsSize)
+				ErrTooLarge, err, mount.SpaceNeeded(files), m.o.TmpfsSize)
 		}
 		return fmt.Errorf("write volume files: %w", err)
 	}
