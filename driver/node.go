@@ -70,7 +70,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 	log.Info(msg, logkey.Provider, providerName, logkey.Objects, versionsAttr(resp.Versions), logkey.DurationMS, ms(took))
 	for _, w := range resp.Warnings {
-		log.Warn("class warning", logkey.Reason, w.Reason, logkey.Error, w.Message)
+		log.Warn("class warning", logkey.Reason, w.Reason, logkey.Message, w.Message)
 		if d.opts.Events != nil {
 			d.opts.Events.Warn(ctx, pr.pod, w.Reason, w.Message)
 		}

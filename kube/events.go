@@ -59,11 +59,10 @@ type eventKey struct {
 }
 
 type eventEntry struct {
-	name         string // the Event object's name
-	count        int
-	first, last  time.Time // event times
-	written      time.Time // when count was last written
-	writtenCount int
+	name        string // the Event object's name
+	count       int
+	first, last time.Time // event times
+	written     time.Time // when count was last written
 }
 
 // Warn implements driver.EventSink.

@@ -19,6 +19,7 @@ const (
 	State          = "state"   // a volume's state (volume.State)
 	Why            = "why"     // what made it that state
 	Reason         = "reason"  // an event reason
+	Message        = "message" // an event's message
 	Target         = "target"
 	Bytes          = "bytes"
 	Region         = "region"

@@ -881,7 +881,7 @@ func TestBatchDeniedFallsBackToGetSecretValue(t *testing.T) {
 // concurrencyProbe records the most requests in flight at once.
 type concurrencyProbe struct {
 	next          http.Handler
-	now, max, all atomic.Int32
+	now, max atomic.Int32
 }
 
 func (c *concurrencyProbe) ServeHTTP(w http.ResponseWriter, r *http.Request) {

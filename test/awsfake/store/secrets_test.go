@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -497,10 +496,4 @@ func TestPerRegionData(t *testing.T) {
 			}
 		})
 	}
-}
-
-func sortedCopy(s []string) []string {
-	out := slices.Clone(s)
-	sort.Strings(out)
-	return out
 }

@@ -275,14 +275,6 @@ func invalid(code, msg string) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: code, msg: msg, kind: ErrInvalid}
 }
 
-// asError turns a possibly-nil *apiError into an error without the typed-nil trap.
-func asError(e *apiError) error {
-	if e == nil {
-		return nil
-	}
-	return e
-}
-
 func sortedKeys[M ~map[string]V, V any](m M) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
