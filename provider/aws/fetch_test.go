@@ -880,7 +880,7 @@ func TestBatchDeniedFallsBackToGetSecretValue(t *testing.T) {
 
 // concurrencyProbe records the most requests in flight at once.
 type concurrencyProbe struct {
-	next          http.Handler
+	next     http.Handler
 	now, max atomic.Int32
 }
 
