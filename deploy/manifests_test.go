@@ -4,8 +4,11 @@ package deploy
 
 import (
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -52,6 +55,8 @@ func TestCSIDriver(t *testing.T) {
 		t.Error("fsGroupPolicy must be File so kubelet delegates the fsGroup")
 	case s.ServiceAccountTokenInSecrets == nil || !*s.ServiceAccountTokenInSecrets:
 		t.Error("serviceAccountTokenInSecrets must be true")
+	case s.RequiresRepublish == nil || !*s.RequiresRepublish:
+		t.Error("requiresRepublish must be true: rotation happens on kubelet's periodic NodePublishVolume")
 	}
 	auds := map[string]bool{}
 	for _, tr := range s.TokenRequests {
@@ -65,13 +70,20 @@ func TestCSIDriver(t *testing.T) {
 func TestRBACIsLeast(t *testing.T) {
 	var role rbacv1.ClusterRole
 	decode(t, "rbac.yaml", nil, &role, nil)
+	var classVerbs []string
 	for _, r := range role.Rules {
+		only := func(res string) bool { return len(r.Resources) == 1 && r.Resources[0] == res }
+		if only("secretproviderclasses") {
+			classVerbs = append(classVerbs, r.Verbs...)
+		}
 		for _, v := range r.Verbs {
 			// Events are the one thing the driver writes: on pods, for
-			// trouble that does not fail a mount.
-			events := len(r.Resources) == 1 && r.Resources[0] == "events" && (v == "create" || v == "patch")
-			if v != "get" && !events {
-				t.Errorf("rule %v grants %q; the driver only gets objects by name and writes events", r, v)
+			// trouble that does not fail a mount. Classes are the one
+			// thing it lists and watches (their metadata, for rotation).
+			events := only("events") && (v == "create" || v == "patch")
+			classes := only("secretproviderclasses") && (v == "list" || v == "watch")
+			if v != "get" && !events && !classes {
+				t.Errorf("rule %v grants %q; the driver only gets objects by name, watches classes and writes events", r, v)
 			}
 		}
 		for _, res := range r.Resources {
@@ -79,6 +91,10 @@ func TestRBACIsLeast(t *testing.T) {
 				t.Errorf("rule %v reaches Kubernetes Secrets", r)
 			}
 		}
+	}
+	slices.Sort(classVerbs)
+	if !slices.Equal(classVerbs, []string{"get", "list", "watch"}) {
+		t.Errorf("secretproviderclasses verbs %v, want [get list watch]: GetClass and the class metadata watch", classVerbs)
 	}
 }
 
@@ -130,5 +146,46 @@ func TestCRD(t *testing.T) {
 	if spec.Properties["provider"].Type != "string" || params.AdditionalProperties == nil ||
 		params.AdditionalProperties.Schema.Type != "string" {
 		t.Error("spec.provider must be a string and spec.parameters a map of strings")
+	}
+	rotation := spec.Properties["rotation"]
+	if rotation.Type != "object" || slices.Contains(spec.Required, "rotation") || len(rotation.Required) != 0 {
+		t.Error("spec.rotation must be an optional object with optional fields: absent means never rotate")
+	}
+	pi := rotation.Properties["pollInterval"]
+	if pi.Type != "string" || pi.Pattern == "" {
+		t.Fatalf("spec.rotation.pollInterval: type %q, pattern %q; want a string with a pattern", pi.Type, pi.Pattern)
+	}
+	var col bool
+	for _, c := range v.AdditionalPrinterColumns {
+		col = col || c.Name == "Rotation" && c.JSONPath == ".spec.rotation.pollInterval"
+	}
+	if !col {
+		t.Errorf("printer columns %v lack Rotation (.spec.rotation.pollInterval)", v.AdditionalPrinterColumns)
+	}
+}
+
+// The API server checks a pattern with Go's regexp, as here. What the
+// pattern accepts must parse with time.ParseDuration, as the driver parses
+// it; what it refuses would otherwise fail only at mount time.
+func TestCRDPollIntervalPattern(t *testing.T) {
+	var crd apiextv1.CustomResourceDefinition
+	decode(t, "crd.yaml", &crd)
+	pi := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"].Properties["rotation"].Properties["pollInterval"]
+	re, err := regexp.Compile(pi.Pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"30s", "2m", "1h30m", "1.5h", "500ms", "10us", "10µs", "10μs", "100ns", "1h0m0s", "0s"} {
+		if !re.MatchString(v) {
+			t.Errorf("pattern refuses %q", v)
+		}
+		if _, err := time.ParseDuration(v); err != nil {
+			t.Errorf("pattern accepts %q, which the driver cannot parse: %v", v, err)
+		}
+	}
+	for _, v := range []string{"", "30", "-1m", "+1m", "1d", "1 m", "1m ", "m", ".5s", "1.s", "1S", "PT30S", "30s\n"} {
+		if re.MatchString(v) {
+			t.Errorf("pattern accepts %q", v)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,12 +18,28 @@ import (
 // classes migrate by changing only the apiVersion.
 var ClassGVR = schema.GroupVersionResource{Group: "podsecrets.dev", Version: "v1", Resource: "secretproviderclasses"}
 
+// RefreshAnnotation on a SecretProviderClass asks for an immediate rotation
+// check: any new value makes the next republish of every volume of the class
+// ask the store at once, inside its poll interval or not. The driver learns of
+// it from ClassWatch, a metadata watch, rather than from a GET per republish,
+// which would cost an API call per mounted volume every minute.
+const RefreshAnnotation = "podsecrets.dev/refresh"
+
 // Class is a SecretProviderClass as the driver uses it.
 type Class struct {
 	Namespace  string
 	Name       string
 	Provider   string
 	Parameters map[string]string
+	// Generation is metadata.generation: it changes with the spec, so a
+	// volume can tell that the class it was mounted with has changed.
+	Generation int64
+	// PollInterval is spec.rotation.pollInterval: how often a volume of
+	// the class looks for new versions. Zero (the field absent) means never
+	// rotate. The driver applies its own floor; this is the class's word.
+	PollInterval time.Duration
+	// Refresh is the value of RefreshAnnotation, "" if absent.
+	Refresh string
 }
 
 // Errors Classes wraps.
@@ -32,8 +49,9 @@ var (
 )
 
 // Classes reads classes from the API server with one GET per publish.
-// A GET, unlike an informer, needs only the "get" verb and holds no copy of
-// every class of the cluster in the driver's memory.
+// A GET, unlike an informer, holds no copy of every class of the cluster in
+// the driver's memory; ClassWatch keeps only each class's generation and
+// refresh annotation, to tell a republish when a GET is worth making.
 type Classes struct {
 	Client dynamic.Interface
 }
@@ -67,5 +85,31 @@ func classFrom(u *unstructured.Unstructured) (*Class, error) {
 		return nil, fmt.Errorf("%w: %s: spec.parameters must map strings to strings: %v", ErrClassInvalid, ref, err)
 	}
 	c.Parameters = params
+	c.PollInterval, err = pollInterval(u, ref)
+	if err != nil {
+		return nil, err
+	}
+	c.Generation = u.GetGeneration()
+	c.Refresh = u.GetAnnotations()[RefreshAnnotation]
 	return c, nil
+}
+
+// pollInterval parses spec.rotation.pollInterval. The CRD's pattern already
+// refuses most bad values, but a class stored before the pattern existed, or
+// a zero ("0s") that the pattern lets through, must fail here with a message
+// the user can act on rather than silently never rotate.
+func pollInterval(u *unstructured.Unstructured, ref string) (time.Duration, error) {
+	v, found, err := unstructured.NestedString(u.Object, "spec", "rotation", "pollInterval")
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: spec.rotation.pollInterval: %v", ErrClassInvalid, ref, err)
+	}
+	if !found {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%w: %s: spec.rotation.pollInterval %q: want a positive Go duration such as \"30s\", \"2m\" or \"1h30m\" (leave the field out to never rotate)",
+			ErrClassInvalid, ref, v)
+	}
+	return d, nil
 }

@@ -1,6 +1,7 @@
 // Package kube holds the driver's adapters to the Kubernetes API server. They
-// use the dynamic client only: the typed clientset links every API group's
-// types into the binary, doubling its size and every node's driver memory.
+// use the dynamic and metadata clients only: the typed clientset links every
+// API group's types into the binary, doubling its size and every node's
+// driver memory.
 package kube
 
 import (
@@ -55,8 +56,14 @@ type Events struct {
 }
 
 type eventKey struct {
-	uid, reason, message string
+	uid, eventType, reason, message string
 }
+
+// Event types, as the API server knows them.
+const (
+	eventNormal  = "Normal"
+	eventWarning = "Warning"
+)
 
 type eventEntry struct {
 	name        string // the Event object's name
@@ -65,10 +72,24 @@ type eventEntry struct {
 	written     time.Time // when count was last written
 }
 
-// Warn implements driver.EventSink.
+// Warn implements driver.EventSink: a Warning event on pod, for trouble that
+// does not fail the mount.
 func (e *Events) Warn(ctx context.Context, pod provider.Pod, reason, message string) {
+	e.record(ctx, pod, eventWarning, reason, message)
+}
+
+// Normal records a Normal event on pod, e.g. that a rotation changed the
+// files of its volume. It is aggregated as Warn is: a reason and message
+// repeated on the same pod count up one event instead of writing many.
+func (e *Events) Normal(ctx context.Context, pod provider.Pod, reason, message string) {
+	e.record(ctx, pod, eventNormal, reason, message)
+}
+
+// record is Warn and Normal: the type is part of the aggregation key, so a
+// Normal and a Warning with the same reason and message stay two events.
+func (e *Events) record(ctx context.Context, pod provider.Pod, eventType, reason, message string) {
 	now := e.now()
-	key := eventKey{pod.UID, reason, message}
+	key := eventKey{pod.UID, eventType, reason, message}
 	e.mu.Lock()
 	if e.seen == nil {
 		e.seen = map[eventKey]*eventEntry{}
@@ -103,7 +124,7 @@ func (e *Events) Warn(ctx context.Context, pod provider.Pod, reason, message str
 	defer cancel()
 	var err error
 	if create {
-		err = e.create(ctx, pod, name, reason, message, first, now)
+		err = e.create(ctx, pod, name, eventType, reason, message, first, now)
 	} else {
 		patch := fmt.Sprintf(`{"count":%d,"lastTimestamp":%q}`, count, now.UTC().Format(time.RFC3339))
 		_, err = e.Client.Resource(eventsGVR).Namespace(pod.Namespace).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
@@ -113,7 +134,7 @@ func (e *Events) Warn(ctx context.Context, pod provider.Pod, reason, message str
 	}
 }
 
-func (e *Events) create(ctx context.Context, pod provider.Pod, name, reason, message string, first, now time.Time) error {
+func (e *Events) create(ctx context.Context, pod provider.Pod, name, eventType, reason, message string, first, now time.Time) error {
 	ev := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1",
 		"kind":       "Event",
@@ -123,7 +144,7 @@ func (e *Events) create(ctx context.Context, pod provider.Pod, name, reason, mes
 		},
 		"reason":             reason,
 		"message":            message,
-		"type":               "Warning",
+		"type":               eventType,
 		"count":              int64(1),
 		"firstTimestamp":     first.UTC().Format(time.RFC3339),
 		"lastTimestamp":      now.UTC().Format(time.RFC3339),

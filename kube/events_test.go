@@ -74,3 +74,43 @@ func TestEventsForgetOldest(t *testing.T) {
 		t.Fatalf("tracking %d events, want at most %d", len(e.seen), maxTracked)
 	}
 }
+
+func TestEventsNormal(t *testing.T) {
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{eventsGVR: "EventList"})
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	e := &Events{Client: dyn, Node: "node-1", Now: func() time.Time { return now }}
+	pod := provider.Pod{Namespace: "app", Name: "web-1", UID: "u1"}
+	ctx := context.Background()
+	byType := func() map[string]map[string]any {
+		l, err := dyn.Resource(eventsGVR).Namespace("app").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]map[string]any{}
+		for _, ev := range l.Items {
+			out[ev.Object["type"].(string)] = ev.Object
+		}
+		return out
+	}
+
+	e.Normal(ctx, pod, "SecretRotated", "db-password: version v1 -> v2")
+	ev := byType()["Normal"]
+	if ev == nil || ev["reason"] != "SecretRotated" || ev["message"] != "db-password: version v1 -> v2" ||
+		ev["involvedObject"].(map[string]any)["uid"] != "u1" || ev["count"] != int64(1) ||
+		ev["source"].(map[string]any)["host"] != "node-1" {
+		t.Fatalf("events %v, want one Normal SecretRotated", byType())
+	}
+
+	// The same reason and message as a Warning is another event: a type
+	// is not folded into the other's count.
+	now = now.Add(time.Second)
+	e.Warn(ctx, pod, "SecretRotated", "db-password: version v1 -> v2")
+	// A repeat of the Normal one past minInterval patches its count.
+	now = now.Add(minInterval)
+	e.Normal(ctx, pod, "SecretRotated", "db-password: version v1 -> v2")
+	evs := byType()
+	if len(evs) != 2 || evs["Warning"] == nil || evs["Normal"]["count"] != int64(2) || evs["Warning"]["count"] != int64(1) {
+		t.Fatalf("events %v; want a Normal counting 2 and a Warning counting 1", evs)
+	}
+}

@@ -124,6 +124,37 @@ func TestValues(t *testing.T) {
 	}
 }
 
+// Rotation needs kubelet's republish and the class metadata watch, whatever
+// the values.
+func TestRotation(t *testing.T) {
+	for name, values := range map[string]map[string]any{
+		"defaults":    nil,
+		"old-cluster": {"serviceAccountTokenInSecrets": false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := render(t, values)
+			if spec := got["CSIDriver/csi.podsecrets.dev"]["spec"].(map[string]any); spec["requiresRepublish"] != true {
+				t.Errorf("requiresRepublish = %v, want true", spec["requiresRepublish"])
+			}
+			var verbs []string
+			for _, r := range got["ClusterRole/podsecrets"]["rules"].([]any) {
+				rule := r.(map[string]any)
+				if res := toStrings(rule["resources"]); len(res) == 1 && res[0] == "secretproviderclasses" {
+					verbs = append(verbs, toStrings(rule["verbs"])...)
+				}
+			}
+			sort.Strings(verbs)
+			if strings.Join(verbs, ",") != "get,list,watch" {
+				t.Errorf("secretproviderclasses verbs %v, want get, list, watch", verbs)
+			}
+			crd := mustYAML(t, got["CustomResourceDefinition/secretproviderclasses.podsecrets.dev"])
+			if !strings.Contains(crd, "pollInterval:") || !strings.Contains(crd, "jsonPath: .spec.rotation.pollInterval") {
+				t.Error("the chart's CRD lacks spec.rotation.pollInterval or its printer column")
+			}
+		})
+	}
+}
+
 func container(ds map[string]any) map[string]any {
 	spec := ds["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
 	return spec["containers"].([]any)[0].(map[string]any)

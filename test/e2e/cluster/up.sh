@@ -292,9 +292,19 @@ if ! mountpoint -q "$E2E_KUBELET_ROOT"; then
 fi
 mount --make-rshared "$E2E_KUBELET_ROOT"
 
-cat >"$S/kubelet/config.yaml" <<EOF
+# syncFrequency: kubelet re-syncs each pod every syncFrequency plus up to
+# 50% jitter (pod_workers.go), and each sync marks the pod's volumes of a
+# requiresRepublish CSI driver for remount (WaitForAttachAndMount ->
+# ReprocessPod), which is what calls NodePublishVolume again. The default 1m
+# makes a rotation e2e test wait 60-90 s per republish; 10s makes it 10-15 s.
+# The cost: kubelet syncs every pod six times as often, nothing on a node of
+# a few test pods. (It also sets the resync of kubelet's watching ConfigMap
+# and Secret managers; its sync-loop health check keeps its 5 min floor.)
+kubelet_config="$S/kubelet/config.yaml"
+cat >"$kubelet_config.new" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
+syncFrequency: 10s
 containerRuntimeEndpoint: unix://$E2E_CONTAINERD_SOCK
 cgroupDriver: cgroupfs
 failCgroupV1: false
@@ -325,8 +335,16 @@ clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
 registerNode: true
 EOF
+# A kubelet left running by an earlier up.sh would keep its old config (the
+# daemons are otherwise left alone): restart it when the config changed.
+# Running pods and their mounts survive a kubelet restart.
+if pid_alive kubelet && ! cmp -s "$kubelet_config.new" "$kubelet_config"; then
+  log "kubelet config changed: restarting kubelet"
+  stop_daemon kubelet 30
+fi
+mv "$kubelet_config.new" "$kubelet_config"
 start_daemon kubelet "$E2E_BIN/kubelet" \
-  --config="$S/kubelet/config.yaml" \
+  --config="$kubelet_config" \
   --kubeconfig="$S/kubelet.kubeconfig" \
   --root-dir="$E2E_KUBELET_ROOT" --cert-dir="$S/kubelet/pki" \
   --hostname-override="$NODE" --node-ip="$NODE_IP" \
