@@ -17,6 +17,7 @@ import (
 
 	"github.com/podsecrets/podsecrets/internal/logkey"
 	"github.com/podsecrets/podsecrets/provider"
+	"github.com/podsecrets/podsecrets/rotation"
 	"github.com/podsecrets/podsecrets/volume"
 )
 
@@ -35,8 +36,14 @@ type Options struct {
 	Classes ClassGetter
 	// Volumes mounts, writes and unmounts the volumes.
 	Volumes *volume.Manager
-	// Events, when set, puts Warning events on pods for trouble that does
-	// not fail a mount.
+	// Rotation decides when a volume is checked against its store and
+	// remembers what each holds; a Tracker with the default floor if nil.
+	Rotation *rotation.Tracker
+	// ClassSignals, when set, tells that a class changed or asks for a
+	// refresh, so the next republish of its volumes checks at once.
+	ClassSignals ClassSignaler
+	// Events, when set, puts events on pods: Warning for trouble that
+	// does not fail a mount, Normal for rotations.
 	Events EventSink
 	// Logger receives the audit trail and errors; never values or tokens.
 	Logger *slog.Logger
@@ -50,6 +57,8 @@ type EventSink interface {
 	// Warn records a Warning event with reason and message on pod. It
 	// never fails the caller: events are best effort.
 	Warn(ctx context.Context, pod provider.Pod, reason, message string)
+	// Normal records a Normal event, as Warn does.
+	Normal(ctx context.Context, pod provider.Pod, reason, message string)
 }
 
 // Driver implements the CSI Identity and Node services.
@@ -79,6 +88,9 @@ func New(opts Options) (*Driver, error) {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
+	}
+	if opts.Rotation == nil {
+		opts.Rotation = &rotation.Tracker{}
 	}
 	return &Driver{opts: opts, log: opts.Logger}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,7 @@ import (
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/fake"
+	"github.com/podsecrets/podsecrets/rotation"
 	"github.com/podsecrets/podsecrets/test/logbuf"
 	"github.com/podsecrets/podsecrets/volume"
 )
@@ -41,18 +43,69 @@ type harness struct {
 	driver   *Driver
 	events   *fakeEvents
 	root     string
+	dyn      *dynamicfake.FakeDynamicClient
+	clock    *testClock
+	signals  *fakeSignals
+}
+
+// testClock is the rotation tracker's clock; tests move it.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// fakeSignals stands in for the class watch.
+type fakeSignals struct {
+	mu sync.Mutex
+	m  map[string]kube.ClassSignal
+}
+
+func (f *fakeSignals) Signal(namespace, name string) (kube.ClassSignal, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.m[namespace+"/"+name]
+	return s, ok
+}
+
+func (f *fakeSignals) set(ref string, s kube.ClassSignal) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[string]kube.ClassSignal{}
+	}
+	f.m[ref] = s
 }
 
 // fakeEvents records the events the driver puts on pods.
 type fakeEvents struct {
 	mu     sync.Mutex
-	events []string // "namespace/pod reason: message"
+	events []string // "type namespace/pod reason: message"
 }
 
 func (f *fakeEvents) Warn(_ context.Context, pod provider.Pod, reason, message string) {
+	f.add("Warning", pod, reason, message)
+}
+
+func (f *fakeEvents) Normal(_ context.Context, pod provider.Pod, reason, message string) {
+	f.add("Normal", pod, reason, message)
+}
+
+func (f *fakeEvents) add(typ string, pod provider.Pod, reason, message string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.events = append(f.events, pod.Namespace+"/"+pod.Name+" "+reason+": "+message)
+	f.events = append(f.events, typ+" "+pod.Namespace+"/"+pod.Name+" "+reason+": "+message)
 }
 
 func (f *fakeEvents) all() []string {
@@ -135,15 +188,18 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 	}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{kube.ClassGVR: "SecretProviderClassList"}, objs...)
+	h.dyn, h.clock, h.signals = dyn, &testClock{t: time.Now()}, &fakeSignals{}
 	d, err := New(Options{
-		NodeID:    "node-1",
-		Version:   "test",
-		Providers: provider.NewRegistry(h.provider, &fake.Provider{ProviderName: "other"}),
-		Classes:   kube.Classes{Client: dyn},
-		Volumes:   volume.New(volume.Options{Mounter: h.mounter, TmpfsSize: 1 << 20}),
-		Events:    h.events,
-		Logger:    slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics:   NewMetrics(h.registry),
+		NodeID:       "node-1",
+		Version:      "test",
+		Providers:    provider.NewRegistry(h.provider, &fake.Provider{ProviderName: "other"}),
+		Classes:      kube.Classes{Client: dyn},
+		Volumes:      volume.New(volume.Options{Mounter: h.mounter, TmpfsSize: 1 << 20}),
+		Events:       h.events,
+		Rotation:     &rotation.Tracker{Now: h.clock.Now},
+		ClassSignals: h.signals,
+		Logger:       slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics:      NewMetrics(h.registry),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ type Metrics struct {
 	unpublish *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	errors    *prometheus.CounterVec
+	checks    *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg, plus the Go
@@ -40,9 +41,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "podsecrets_provider_errors_total",
 			Help: "Failed provider fetches by provider and gRPC code.",
 		}, []string{"provider", "code"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podsecrets_rotation_checks_total",
+			Help: "Rotation checks of mounted volumes by provider and result (unchanged, rotated or failed).",
+		}, []string{"provider", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.publish, m.unpublish, m.duration, m.errors,
+		reg.MustRegister(m.publish, m.unpublish, m.duration, m.errors, m.checks,
 			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return m
@@ -59,6 +64,10 @@ const (
 	kindPublish   = "publish"
 	kindRepublish = "republish"
 	kindComplete  = "complete"
+	// Results of rotation checks.
+	checkUnchanged = "unchanged"
+	checkRotated   = "rotated"
+	checkFailed    = "failed"
 )
 
 func (m *Metrics) observePublish(providerName, kind, code string, took time.Duration) {
@@ -70,4 +79,8 @@ func (m *Metrics) observeUnpublish(code string) { m.unpublish.WithLabelValues(co
 
 func (m *Metrics) providerError(providerName, code string) {
 	m.errors.WithLabelValues(providerName, code).Inc()
+}
+
+func (m *Metrics) rotationCheck(providerName, result string) {
+	m.checks.WithLabelValues(providerName, result).Inc()
 }

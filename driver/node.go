@@ -3,14 +3,17 @@ package driver
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 
 	"github.com/podsecrets/podsecrets/internal/logkey"
+	"github.com/podsecrets/podsecrets/kube"
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
+	"github.com/podsecrets/podsecrets/rotation"
 	"github.com/podsecrets/podsecrets/volume"
 )
 
@@ -40,11 +43,20 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 	if state == volume.Complete {
 		// Kubelet republishes after an answer it did not get (a driver
-		// restart, a timeout). The files stay as they are: an error or an
-		// unmount here would take a running pod's secrets away
-		// (kubernetes#121271).
-		d.opts.Metrics.observePublish(noProvider, kindRepublish, codes.OK.String(), time.Since(start))
-		log.Info("republish: volume kept", logkey.State, state.String(), logkey.Why, why)
+		// restart, a timeout) and, with requiresRepublish, about once a
+		// minute. The files stay unless a due rotation check replaces
+		// them whole; an error or an unmount here would take a running
+		// pod's secrets away (kubernetes#121271), so this never fails.
+		// At info once per volume and driver (after a restart, kubelet's
+		// retry of an answer it lost lands here), then at debug: kubelet
+		// republishes every volume about once a minute.
+		lvl := slog.LevelDebug
+		if !d.opts.Rotation.Known(pr.target) {
+			lvl = slog.LevelInfo
+		}
+		log.Log(ctx, lvl, "republish: volume kept", logkey.State, state.String(), logkey.Why, why)
+		providerName := d.republish(ctx, pr, log)
+		d.opts.Metrics.observePublish(providerName, kindRepublish, codes.OK.String(), time.Since(start))
 		return &csi.NodePublishVolumeResponse{}, nil
 	}
 	kind := kindPublish
@@ -55,6 +67,12 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 
 	providerName, resp, err := d.publish(ctx, pr, state)
 	took := time.Since(start)
+	if err == nil && resp == nil {
+		// Sealed: a whole set was there already (see volume.Publish).
+		d.opts.Metrics.observePublish(noProvider, kind, codes.OK.String(), took)
+		log.Info("volume sealed", logkey.DurationMS, ms(took))
+		return &csi.NodePublishVolumeResponse{}, nil
+	}
 	code := codeOf(err)
 	d.opts.Metrics.observePublish(providerName, kind, code.String(), took)
 	if err != nil {
@@ -80,55 +98,68 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 
 // publish brings the target from state to complete with the files of the
 // pod's class. It returns the name of the provider used (noProvider if it
-// failed before choosing one) for metrics. The class is read and the store
-// called inside the volume's publish, so that a failure of either undoes an
-// incomplete volume like any other failure does.
+// failed before choosing one) for metrics, and the provider's response (nil
+// when the volume was sealed without a fetch). The class is read and the
+// store called inside the volume's publish, so that a failure of either
+// undoes an incomplete volume like any other failure does.
 func (d *Driver) publish(ctx context.Context, pr *publishRequest, state volume.State) (string, *provider.Response, error) {
-	// Classes are read from the pod's namespace only (parsePublish refuses
-	// a namespace in the name), so this is the class's own reference.
-	ref := pr.pod.Namespace + "/" + pr.class
-	providerName := noProvider
-	var resp *provider.Response
+	ref := pr.classRef()
+	var f fetched
 	// fetchErr is the fetch's error, complete as it is: the class and
 	// provider errors name the class already.
 	var fetchErr error
 	fetch := func(ctx context.Context) ([]mount.File, error) {
-		files, err := d.fetch(ctx, pr, ref, &providerName, &resp)
-		fetchErr = err
-		return files, err
+		class, err := d.opts.Classes.GetClass(ctx, pr.pod.Namespace, pr.class)
+		if err != nil {
+			fetchErr = err
+			return nil, err
+		}
+		f, fetchErr = d.fetch(ctx, pr, class, nil)
+		return f.files, fetchErr
 	}
-	err := d.opts.Volumes.Publish(ctx, state, volume.Volume{Target: pr.target, PodUID: pr.pod.UID, GID: pr.fsGroup, Class: ref, Fetch: fetch})
+	sealed, err := d.opts.Volumes.Publish(ctx, state, volume.Volume{Target: pr.target, PodUID: pr.pod.UID, GID: pr.fsGroup, Class: ref, Fetch: fetch})
 	if err != nil && err != fetchErr {
 		err = fmt.Errorf("SecretProviderClass %s: %w", ref, err)
 	}
-	if err != nil {
-		return providerName, nil, err
+	switch {
+	case err != nil:
+		return f.provider, nil, err
+	case sealed:
+		return noProvider, nil, nil
 	}
-	return providerName, resp, nil
+	d.opts.Rotation.Published(pr.target, f.record)
+	return f.provider, f.resp, nil
 }
 
-// fetch reads the class and its provider's files, and records the provider's
-// name and its response.
-func (d *Driver) fetch(ctx context.Context, pr *publishRequest, ref string, providerName *string, resp **provider.Response) ([]mount.File, error) {
-	class, err := d.opts.Classes.GetClass(ctx, pr.pod.Namespace, pr.class)
-	if err != nil {
-		return nil, err
-	}
+// fetched is what one fetch of a class made.
+type fetched struct {
+	provider string // noProvider until one was chosen
+	resp     *provider.Response
+	files    []mount.File // the provider's files and the volume's record
+	record   rotation.Record
+}
+
+// fetch reads the files of class from its provider (a rotation check when
+// held is set) and adds the volume's record to them.
+func (d *Driver) fetch(ctx context.Context, pr *publishRequest, class *kube.Class, held *provider.Held) (fetched, error) {
+	ref := pr.classRef()
+	f := fetched{provider: noProvider}
 	p, err := d.opts.Providers.Get(class.Provider)
 	if err != nil {
-		return nil, fmt.Errorf("SecretProviderClass %s: spec.provider: %w", ref, err)
+		return f, fmt.Errorf("SecretProviderClass %s: spec.provider: %w", ref, err)
 	}
-	*providerName = p.Name()
+	f.provider = p.Name()
 	r, err := p.Fetch(ctx, &provider.Request{
 		Pod:        pr.pod,
 		Parameters: class.Parameters,
 		FSGroup:    pr.fsGroup,
 		Class:      ref,
+		Held:       held,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("SecretProviderClass %s: %w", ref, err)
+		return f, fmt.Errorf("SecretProviderClass %s: %w", ref, err)
 	}
-	files := make([]mount.File, len(r.Files))
+	files := make([]mount.File, len(r.Files), len(r.Files)+1)
 	for i, f := range r.Files {
 		files[i] = mount.File{Path: f.Path, Mode: f.Mode, Data: f.Data}
 	}
@@ -136,11 +167,17 @@ func (d *Driver) fetch(ctx context.Context, pr *publishRequest, ref string, prov
 	// gets its own message; WriteFileSet checks again as the last step
 	// before the file system.
 	if err := mount.ValidateFileSet(files); err != nil {
-		return nil, invalid("SecretProviderClass %s: provider %s returned an unusable file set: %v", ref, p.Name(), err)
+		return f, invalid("SecretProviderClass %s: provider %s returned an unusable file set: %v", ref, p.Name(), err)
 	}
-	*resp = r
-	return files, nil
+	f.record = rotation.Record{Class: ref, Generation: class.Generation, Refresh: class.Refresh, PollInterval: class.PollInterval, Objects: r.Versions}
+	f.files = append(files, mount.File{Path: mount.RecordFile, Mode: recordMode, Data: f.record.Encode()})
+	f.resp = r
+	return f, nil
 }
+
+// recordMode keeps the volume's record (versions, never values) from users
+// of the pod outside its fsGroup.
+const recordMode = 0o440
 
 // NodeUnpublishVolume implements csi.NodeServer. It succeeds for targets that
 // are gone already: kubelet retries until it sees success.
@@ -164,6 +201,7 @@ func (d *Driver) unpublish(req *csi.NodeUnpublishVolumeRequest) error {
 	}
 	target := req.GetTargetPath()
 	defer d.locks.lock(target)()
+	d.opts.Rotation.Forget(target)
 	return d.opts.Volumes.Unpublish(target)
 }
 

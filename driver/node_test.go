@@ -139,7 +139,7 @@ func TestPublishFailuresLeaveNothing(t *testing.T) {
 		"too big for tmpfs": {
 			class: "db", files: []provider.File{{Path: "big", Mode: 0o644, Data: make([]byte, 2<<20)}, {Path: "small", Mode: 0o644, Data: []byte("1")}},
 			code:     codes.ResourceExhausted,
-			msgParts: []string{"default/db", "needs 2101248 bytes for 2 files", "1048576 each volume may hold", "--tmpfs-size", "tmpfsSize"},
+			msgParts: []string{"default/db", "needs 2105344 bytes for 2 files", "1048576 each volume may hold", "--tmpfs-size", "tmpfsSize"},
 		},
 	}
 	for name, tc := range tests {

@@ -36,6 +36,11 @@ type publishRequest struct {
 	fsGroup  *int64
 }
 
+// classRef is the class as "namespace/name". Classes are read from the
+// pod's namespace only (parsePublish refuses a namespace in the name), so
+// this is the class's own reference.
+func (pr *publishRequest) classRef() string { return pr.pod.Namespace + "/" + pr.class }
+
 // invalidArgument marks errors caused by a malformed request.
 type invalidArgument struct{ msg string }
 

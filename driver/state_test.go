@@ -129,7 +129,7 @@ func TestPublishWarningsBecomeEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs := h.events.all()
-	if len(evs) != 1 || evs[0] != `default/p UnknownParameterKey: objects[0].objectAlais: unknown key, ignored; did you mean "objectAlias"?` {
+	if len(evs) != 1 || evs[0] != `Warning default/p UnknownParameterKey: objects[0].objectAlais: unknown key, ignored; did you mean "objectAlias"?` {
 		t.Fatalf("events = %q", evs)
 	}
 }

@@ -90,7 +90,7 @@ type child struct {
 func (w *Writer) WriteFileSet(ctx context.Context, podUID, dir string, files []mount.File, gid *int64) error {
 	// Checked here too so that a bad set costs no fork, and its error keeps
 	// its type instead of becoming the child's text.
-	if err := mount.ValidateFileSet(files); err != nil {
+	if err := mount.ValidateWritten(files); err != nil {
 		return err
 	}
 	p := payload{dir: dir, gid: gid, files: files}

@@ -26,6 +26,12 @@ type File struct {
 // file below what it resolved to: that directory never changes.
 const DataDir = "..data"
 
+// RecordFile is the one reserved name a file set may hold beside its own
+// files: the volume's record (package volume keeps its format). It is
+// written in the version directory, so it always describes the set beside
+// it and is swapped in with it, and it gets no top-level link.
+const RecordFile = "..podsecrets.json"
+
 const (
 	dataTmp = "..data_tmp"
 	// versionPrefix starts every version directory's name. Like every name
@@ -60,7 +66,7 @@ const (
 // Errors name files relative to dir, never dir itself or a version
 // directory, so that repeated failures read the same.
 func WriteFileSet(dir string, files []File, gid *int64) (err error) {
-	if err := ValidateFileSet(files); err != nil {
+	if err := ValidateWritten(files); err != nil {
 		return err
 	}
 	version, err := newVersionName()
@@ -92,10 +98,69 @@ func WriteFileSet(dir string, files []File, gid *int64) (err error) {
 	if err := failpoint.Inject(FailAfterSwap); err != nil {
 		return err
 	}
-	if err := syncTopLevel(dir, files); err != nil {
+	if err := syncTopLevel(dir, topLevel(files)); err != nil {
 		return err
 	}
 	if err := failpoint.Inject(FailAfterLinks); err != nil {
+		return err
+	}
+	return removeStale(dir, version)
+}
+
+// ValidateWritten is the check of a set as WriteFileSet takes it: a
+// ValidateFileSet set plus at most one RecordFile.
+func ValidateWritten(files []File) error {
+	rest := make([]File, 0, len(files))
+	records := 0
+	for _, f := range files {
+		if f.Path == RecordFile {
+			records++
+			continue
+		}
+		rest = append(rest, f)
+	}
+	if records > 1 {
+		return fmt.Errorf("file name %q is used twice", RecordFile)
+	}
+	return ValidateFileSet(rest)
+}
+
+// topLevel returns the visible top-level names of files.
+func topLevel(files []File) map[string]bool {
+	want := make(map[string]bool)
+	for _, f := range files {
+		if f.Path == RecordFile {
+			continue
+		}
+		want[strings.SplitN(f.Path, "/", 2)[0]] = true
+	}
+	return want
+}
+
+// Repair finishes what a killed WriteFileSet left in dir once "..data"
+// names a version: that version's top-level links, and the removal of
+// every other version. It writes no data, so it needs no store and cannot
+// run out of space: the version "..data" names was complete before it was
+// named (see WriteFileSet).
+func Repair(dir string) error {
+	version, err := os.Readlink(filepath.Join(dir, DataDir))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", DataDir, StripPath(err))
+	}
+	if strings.Contains(version, "/") || !strings.HasPrefix(version, versionPrefix) {
+		return fmt.Errorf("%s names %q, not a version directory", DataDir, version)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, version))
+	if err != nil {
+		return fmt.Errorf("list current version: %w", StripPath(err))
+	}
+	want := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "..") {
+			want[e.Name()] = true
+		}
+	}
+	if err := syncTopLevel(dir, want); err != nil {
 		return err
 	}
 	return removeStale(dir, version)
@@ -211,13 +276,9 @@ func swapSymlink(dir, tmp, name, target string) error {
 	return nil
 }
 
-// syncTopLevel makes the visible top-level names exactly those of files,
-// each a symlink through "..data".
-func syncTopLevel(dir string, files []File) error {
-	want := make(map[string]bool)
-	for _, f := range files {
-		want[strings.SplitN(f.Path, "/", 2)[0]] = true
-	}
+// syncTopLevel makes the visible top-level names exactly want, each a
+// symlink through "..data".
+func syncTopLevel(dir string, want map[string]bool) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("list volume: %w", StripPath(err))

@@ -26,6 +26,25 @@ type Request struct {
 	FSGroup *int64
 	// Class names the SecretProviderClass as "namespace/name", for messages.
 	Class string
+	// Held, when set, is what the volume holds now: the provider checks
+	// the objects it lists and reuses the files of those that did not
+	// change instead of fetching them again (a rotation check). Nil means
+	// fetch everything.
+	Held *Held
+}
+
+// Held is the content of a volume a rotation check starts from.
+type Held struct {
+	// Objects are the versions the volume holds, as an earlier Response
+	// of this provider listed them.
+	Objects []ObjectVersion
+	// ReadFile returns the data of one file of the volume as it is now.
+	ReadFile func(path string) ([]byte, error)
+	// MaxAge is how old a version check made for another volume of the
+	// same identity on this node may be and still answer for this one:
+	// the class's poll interval. It is what lets 100 pods of one
+	// Deployment cost one check per object and interval, not 100.
+	MaxAge time.Duration
 }
 
 // Pod is the identity of the pod a volume is published for.
@@ -76,9 +95,16 @@ func (f File) GoString() string { return "provider.File{" + f.String() + "}" }
 // audit logs and rotation. It never carries a value.
 type ObjectVersion struct {
 	// ID names the object as the store does, e.g. an ARN or parameter name.
-	ID string
+	ID string `json:"id"`
 	// Version is the store's version identifier of the fetched value.
-	Version string
+	Version string `json:"version"`
+	// Path is the file the object's value was written to; a rotation
+	// check reads the value back from it (see Held).
+	Path string `json:"path,omitempty"`
+	// Source is the provider's own description of what it read (store,
+	// region, name, selector), so that a check reuses a held value only
+	// for the same read. It never carries a value.
+	Source string `json:"source,omitempty"`
 }
 
 // Response is the complete content of a volume.

@@ -59,6 +59,7 @@ func (s State) String() string {
 // Failpoints of Publish, beside those of mount.WriteFileSet.
 const (
 	FailAfterMount      = "volume/after-mount"      // tmpfs mounted, nothing written
+	FailAfterWritable   = "volume/after-writable"   // update: remounted writable, nothing written
 	FailBeforeReadOnly  = "volume/before-readonly"  // set written, file system still writable
 	FailAfterReadOnly   = "volume/after-readonly"   // complete, the caller not yet answered
 	FailBeforeUnmount   = "volume/before-unmount"   // unpublish: still mounted
@@ -182,15 +183,33 @@ type Volume struct {
 // Publish brings v.Target from state from (Absent or Incomplete, as Inspect
 // said a moment ago under the caller's per-target lock) to Complete: wait for
 // room for the volume's data, fetch it, mount a tmpfs if there is none, write
-// the whole set, make it read-only. An Incomplete volume is completed in
-// place. On error whatever this publish or an earlier, killed one left at the
-// target is unmounted and removed: no pod uses a volume that never completed,
-// it holds no memory while kubelet backs off, and the retry starts from
-// Absent.
-func (m *Manager) Publish(ctx context.Context, from State, v Volume) (err error) {
+// the whole set, make it read-only. On error whatever this publish or an
+// earlier, killed one left at the target is unmounted and removed: no pod
+// uses a volume that never completed, it holds no memory while kubelet backs
+// off, and the retry starts from Absent.
+//
+// An Incomplete volume whose "..data" names a version is sealed instead
+// (sealed is true): that version was whole before it was named, and a pod
+// may be running on it (a driver killed inside an Update leaves this), so
+// it is kept, its links repaired and the file system made read-only,
+// without a fetch. Nothing is unmounted if that fails.
+func (m *Manager) Publish(ctx context.Context, from State, v Volume) (sealed bool, err error) {
 	if from != Absent && from != Incomplete {
-		return fmt.Errorf("publish from state %v", from)
+		return false, fmt.Errorf("publish from state %v", from)
 	}
+	if from == Incomplete {
+		committed, err := mount.IsCommitted(v.Target)
+		if err != nil {
+			return false, err
+		}
+		if committed {
+			return true, m.seal(v.Target)
+		}
+	}
+	return false, m.publish(ctx, from, v)
+}
+
+func (m *Manager) publish(ctx context.Context, from State, v Volume) (err error) {
 	// touched: the target holds something of ours that a failure must undo.
 	touched := from == Incomplete
 	defer func() {
@@ -263,6 +282,94 @@ func (m *Manager) Publish(ctx context.Context, from State, v Volume) (err error)
 	return failpoint.Inject(FailAfterReadOnly)
 }
 
+// seal makes the committed set of target complete and read-only.
+func (m *Manager) seal(target string) error {
+	if err := m.o.Mounter.SetReadOnly(target, false); err != nil {
+		return err
+	}
+	if err := mount.Repair(target); err != nil {
+		return fmt.Errorf("repair volume: %w", err)
+	}
+	if err := failpoint.Inject(FailBeforeReadOnly); err != nil {
+		return err
+	}
+	return m.o.Mounter.SetReadOnly(target, true)
+}
+
+// Update swaps a new file set into the Complete volume v.Target, for a
+// rotation: wait for room for the data, fetch it (a nil set means nothing
+// changed: nothing is written and written is false), then make the tmpfs
+// writable for as long as the atomic write takes and read-only again. The
+// pod keeps a whole set on every failure: the old one before the "..data"
+// swap, the new one after it. A driver killed inside the write window
+// leaves an Incomplete volume that Publish seals.
+//
+// The old and the new set are on the tmpfs together for a moment, so a
+// volume more than half full cannot rotate: that fails with ErrTooLarge
+// and the old set stays.
+func (m *Manager) Update(ctx context.Context, v Volume) (written bool, err error) {
+	done, err := m.admitTransit(ctx, v.Class)
+	if err != nil {
+		return false, fmt.Errorf("waiting for memory to rotate: %w", err)
+	}
+	var files []mount.File
+	defer func() { done(files) }()
+	if files, err = v.Fetch(ctx); err != nil || files == nil {
+		return false, err
+	}
+	m.mu.Lock()
+	before, had := m.used[v.Target]
+	m.mu.Unlock()
+	if err := m.reserve(v.Target, files); err != nil {
+		return false, err
+	}
+	defer func() {
+		if err != nil && had {
+			m.mu.Lock()
+			m.used[v.Target] = before
+			m.mu.Unlock()
+		}
+	}()
+	select {
+	case m.sem <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-m.sem }()
+	if err := m.o.Mounter.SetReadOnly(v.Target, false); err != nil {
+		return false, err
+	}
+	defer func() {
+		if err != nil {
+			// Whichever whole set "..data" names stays, read-only; if
+			// this fails too, the volume reads as Incomplete and the
+			// next publish seals it.
+			m.o.Mounter.SetReadOnly(v.Target, true)
+		}
+	}()
+	if err := failpoint.Inject(FailAfterWritable); err != nil {
+		return false, err
+	}
+	if err := m.o.Writer.WriteFileSet(ctx, v.PodUID, v.Target, files, v.GID); err != nil {
+		if errors.Is(err, unix.ENOSPC) {
+			return false, fmt.Errorf("%w: %v; a rotation needs room for the old and the new set at once: %d bytes for the new one, of the %d each volume may hold (raise the driver's --tmpfs-size, Helm value tmpfsSize)",
+				ErrTooLarge, err, mount.SpaceNeeded(files), m.o.TmpfsSize)
+		}
+		return false, fmt.Errorf("write volume files: %w", err)
+	}
+	if err := failpoint.Inject(FailBeforeReadOnly); err != nil {
+		return false, err
+	}
+	if err := m.o.Mounter.SetReadOnly(v.Target, true); err != nil {
+		return false, err
+	}
+	return true, failpoint.Inject(FailAfterReadOnly)
+}
+
+// ReadFile returns the data of the file at p (a path of the set, or
+// mount.RecordFile) of the volume at target.
+func (m *Manager) ReadFile(target, p string) ([]byte, error) { return mount.ReadFile(target, p) }
+
 // clearDir removes everything inside dir.
 func clearDir(dir string) error {
 	entries, err := os.ReadDir(dir)
@@ -318,8 +425,14 @@ func (m *Manager) Unpublish(target string) error {
 func (m *Manager) reserve(target string, files []mount.File) error {
 	need := mount.SpaceNeeded(files)
 	if need > m.o.TmpfsSize {
+		n := 0 // files people count: the record is not one of them
+		for _, f := range files {
+			if f.Path != mount.RecordFile {
+				n++
+			}
+		}
 		return fmt.Errorf("%w: the volume needs %d bytes for %d files, more than the %d each volume may hold "+
-			"(raise the driver's --tmpfs-size, Helm value tmpfsSize)", ErrTooLarge, need, len(files), m.o.TmpfsSize)
+			"(raise the driver's --tmpfs-size, Helm value tmpfsSize)", ErrTooLarge, need, n, m.o.TmpfsSize)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

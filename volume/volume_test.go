@@ -92,7 +92,7 @@ func TestInspectStates(t *testing.T) {
 
 	complete := target("complete")
 	mgr := New(Options{Mounter: m, TmpfsSize: 1 << 20})
-	if err := mgr.Publish(context.Background(), Absent, Volume{Target: complete, Fetch: fixed(set(10))}); err != nil {
+	if _, err := mgr.Publish(context.Background(), Absent, Volume{Target: complete, Fetch: fixed(set(10))}); err != nil {
 		t.Fatal(err)
 	}
 	check(t, complete, Complete)
@@ -112,10 +112,10 @@ func TestNodeLimit(t *testing.T) {
 	m := New(Options{Mounter: mount.System{}, TmpfsSize: 1 << 20, NodeLimit: 3 * 4096})
 	ctx := context.Background()
 	a, b, c := target("a"), target("b"), target("c")
-	if err := m.Publish(ctx, Absent, Volume{Target: a, Fetch: fixed(set(4096, 1))}); err != nil {
+	if _, err := m.Publish(ctx, Absent, Volume{Target: a, Fetch: fixed(set(4096, 1))}); err != nil {
 		t.Fatal(err)
 	}
-	err := m.Publish(ctx, Absent, Volume{Target: b, Fetch: fixed(set(4097))})
+	_, err := m.Publish(ctx, Absent, Volume{Target: b, Fetch: fixed(set(4097))})
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("publish over the node limit = %v, want ErrTooLarge", err)
 	}
@@ -127,14 +127,14 @@ func TestNodeLimit(t *testing.T) {
 	if _, err := os.Lstat(b); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a refused volume left its target (%v)", err)
 	}
-	if err := m.Publish(ctx, Absent, Volume{Target: c, Fetch: fixed(set(100))}); err != nil {
+	if _, err := m.Publish(ctx, Absent, Volume{Target: c, Fetch: fixed(set(100))}); err != nil {
 		t.Fatalf("a volume inside the limit = %v", err)
 	}
 	// Unpublish gives the bytes back.
 	if err := m.Unpublish(a); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Publish(ctx, Absent, Volume{Target: b, Fetch: fixed(set(4097))}); err != nil {
+	if _, err := m.Publish(ctx, Absent, Volume{Target: b, Fetch: fixed(set(4097))}); err != nil {
 		t.Fatalf("after unpublish = %v", err)
 	}
 
@@ -149,7 +149,7 @@ func TestNodeLimit(t *testing.T) {
 			t.Fatalf("found %+v, want complete with its bytes", f)
 		}
 	}
-	if err := fresh.Publish(ctx, Absent, Volume{Target: target("d"), Fetch: fixed(set(4096))}); !errors.Is(err, ErrTooLarge) {
+	if _, err := fresh.Publish(ctx, Absent, Volume{Target: target("d"), Fetch: fixed(set(4096))}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("a fresh driver let a volume over the node limit in: %v", err)
 	}
 }
@@ -159,13 +159,13 @@ func TestTooLargeForVolume(t *testing.T) {
 	_, target := pods(t)
 	m := New(Options{Mounter: mount.System{}, TmpfsSize: 64 << 10})
 	tgt := target("p")
-	err := m.Publish(context.Background(), Absent, Volume{Target: tgt, Fetch: fixed(set(64<<10, 1))})
+	_, err := m.Publish(context.Background(), Absent, Volume{Target: tgt, Fetch: fixed(set(64<<10, 1))})
 	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "needs 69632 bytes for 2 files, more than the 65536") ||
 		strings.Contains(err.Error(), tgt) {
 		t.Fatalf("publish of a too-large set = %v", err)
 	}
 	// Exactly the size fits: SpaceNeeded is what tmpfs counts.
-	if err := m.Publish(context.Background(), Absent, Volume{Target: tgt, Fetch: fixed(set(60<<10, 4<<10))}); err != nil {
+	if _, err := m.Publish(context.Background(), Absent, Volume{Target: tgt, Fetch: fixed(set(60<<10, 4<<10))}); err != nil {
 		t.Fatalf("a set of exactly the tmpfs size = %v", err)
 	}
 }
@@ -187,7 +187,7 @@ func TestCompleteClearsLeftovers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(tgt, "..v_dead", "half"), make([]byte, 40<<10), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Publish(context.Background(), Incomplete, Volume{Target: tgt, Fetch: fixed(set(40 << 10))}); err != nil {
+	if _, err := m.Publish(context.Background(), Incomplete, Volume{Target: tgt, Fetch: fixed(set(40 << 10))}); err != nil {
 		t.Fatalf("completing the volume = %v", err)
 	}
 	if st, why, _ := Inspect(mount.System{}, tgt); st != Complete {

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/aws"
+	"github.com/podsecrets/podsecrets/rotation"
 	"github.com/podsecrets/podsecrets/volume"
 )
 
@@ -87,6 +89,8 @@ type config struct {
 	maxWriters                                          int
 	awsShareWindow                                      time.Duration
 	awsReadStrategy                                     aws.ReadStrategy
+	minPollInterval                                     time.Duration
+	watchClasses                                        bool
 }
 
 // Values of --volume-memory.
@@ -126,6 +130,11 @@ func parseFlags(args []string) (*config, error) {
 		"how long pods of one service account reuse a store read on this node (0 disables sharing)")
 	fs.TextVar(&c.awsReadStrategy, "aws-read-strategy", aws.ReadByQuota,
 		"API for current Secrets Manager values: quota (by quota headroom) or batch (always BatchGetSecretValue)")
+	fs.DurationVar(&c.minPollInterval, "min-poll-interval", rotation.DefaultFloor,
+		"shortest rotation poll interval a SecretProviderClass gets; shorter spec.rotation.pollInterval values are raised to it")
+	fs.BoolVar(&c.watchClasses, "watch-classes", true,
+		"follow SecretProviderClass metadata with a watch (needs list and watch), so that a new "+kube.RefreshAnnotation+
+			" annotation or spec makes volumes check at their next republish; false leaves only the poll interval")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -141,6 +150,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("-max-concurrent-writes %d: want at least 1", c.maxWriters)
 	case c.awsShareWindow < 0 || c.awsShareWindow > aws.MaxShareWindow:
 		return nil, fmt.Errorf("-aws-share-window %v: want 0 up to %v", c.awsShareWindow, aws.MaxShareWindow)
+	case c.minPollInterval < time.Second:
+		return nil, fmt.Errorf("-min-poll-interval %v: want at least 1s", c.minPollInterval)
 	}
 	return c, nil
 }
@@ -252,6 +263,16 @@ func runDriver(args []string) error {
 	if err != nil {
 		return err
 	}
+	var signals driver.ClassSignaler
+	if c.watchClasses {
+		meta, err := metadata.NewForConfig(restCfg)
+		if err != nil {
+			return err
+		}
+		w := kube.NewClassWatch(meta, log)
+		go w.Run(ctx)
+		signals = w
+	}
 	reg := prometheus.NewRegistry()
 	d, err := driver.New(driver.Options{
 		NodeID:    c.nodeID,
@@ -268,9 +289,11 @@ func runDriver(args []string) error {
 			// large volumes cannot take the driver past its memory limit.
 			PublishMemory: publishMemory.Value(),
 		}),
-		Events:  &kube.Events{Client: dyn, Node: c.nodeID, Logger: log},
-		Logger:  log,
-		Metrics: driver.NewMetrics(reg),
+		Rotation:     &rotation.Tracker{Floor: c.minPollInterval},
+		ClassSignals: signals,
+		Events:       &kube.Events{Client: dyn, Node: c.nodeID, Logger: log},
+		Logger:       log,
+		Metrics:      driver.NewMetrics(reg),
 	})
 	if err != nil {
 		return err

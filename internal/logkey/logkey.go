@@ -32,4 +32,5 @@ const (
 	Node           = "node"
 	Version        = "version"
 	HTTP           = "http"
+	RetryInS       = "retry_in_s" // seconds until a failed rotation check is retried
 )

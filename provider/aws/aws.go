@@ -130,6 +130,7 @@ type Provider struct {
 	strategy            ReadStrategy
 	quotas              Quotas
 	share               *shareTable // nil: reads are not shared
+	versions            *versionTable
 
 	sm     *secretsmanager.Client
 	ssm    *ssm.Client
@@ -239,6 +240,7 @@ func New(opts Options) (*Provider, error) {
 	p.ssm = ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = endpoint("SSM") })
 	p.sts = sts.NewFromConfig(cfg, func(o *sts.Options) { o.BaseEndpoint = endpoint("STS") })
 	p.creds = newCredCache(p.now, p.callTimeout)
+	p.versions = newVersionTable(p.now)
 	return p, nil
 }
 
@@ -305,7 +307,7 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 	}
 	logArgs = append(logArgs, logkey.Identity, id.String())
 
-	resp, err := p.fetchRegion(ctx, id, cfg, region, false)
+	resp, err := p.fetchRegion(ctx, id, cfg, region, false, req.Held)
 	if err == nil {
 		p.log.Debug("aws: fetched", append(logArgs, logkey.Region, region, logkey.ObjectCount, len(cfg.Objects), logkey.DurationMS, ms(time.Since(start)))...)
 		resp.Warnings = cfg.warnings(req.Class)
@@ -316,7 +318,7 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 		return nil, err
 	}
 	p.log.Info("aws: primary region failed, trying the failover region", append(logArgs, logkey.Region, region, logkey.FailoverRegion, cfg.FailoverRegion, logkey.Error, err.Error())...)
-	resp, ferr := p.fetchRegion(ctx, id, cfg, cfg.FailoverRegion, true)
+	resp, ferr := p.fetchRegion(ctx, id, cfg, cfg.FailoverRegion, true, req.Held)
 	if ferr != nil {
 		kind := kindOf(ferr)
 		if kind == nil {
@@ -331,19 +333,20 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 	return resp, nil
 }
 
-// fetchRegion fetches the whole volume from one region.
-func (p *Provider) fetchRegion(ctx context.Context, id *identity, cfg *config, region string, failover bool) (*provider.Response, error) {
+// fetchRegion fetches the whole volume from one region; with held, a
+// rotation check that reuses what did not change (see check.go).
+func (p *Provider) fetchRegion(ctx context.Context, id *identity, cfg *config, region string, failover bool, held *provider.Held) (*provider.Response, error) {
 	creds, cached, err := p.credentials(ctx, id, region)
 	if err != nil {
 		return nil, err
 	}
 	p.log.Debug("aws: credentials", logkey.Identity, id.String(), logkey.Region, region, logkey.Cached, cached)
 	f := &fetcher{p: p, region: region, who: id.String(), id: id.credKey(region), creds: creds, failover: failover}
-	results, err := f.run(ctx, cfg.Objects)
+	results, err := f.run(ctx, cfg.Objects, held)
 	if err != nil {
 		return nil, err
 	}
-	return buildResponse(cfg.Objects, results, failover)
+	return buildResponse(cfg.Objects, results, region, failover)
 }
 
 // ms renders a duration for logs in milliseconds, the unit logkey.DurationMS

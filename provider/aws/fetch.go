@@ -177,9 +177,22 @@ type fetcher struct {
 // run fetches every object. Without sharing, the first error cancels the
 // other calls; with sharing, the reads this Fetch owns run on for the
 // Fetches waiting for them (see share.go).
-func (f *fetcher) run(ctx context.Context, objs []object) (map[fetchKey]*result, error) {
-	keys, owners := keysOf(objs, f.failover)
+func (f *fetcher) run(ctx context.Context, objs []object, held *provider.Held) (map[fetchKey]*result, error) {
+	all, owners := keysOf(objs, f.failover)
 	f.owners, f.share = owners, f.p.share
+	var reuse map[fetchKey]*result
+	if held != nil {
+		var err error
+		if reuse, err = f.checkHeld(ctx, objs, held); err != nil {
+			return nil, err
+		}
+	}
+	keys := make([]fetchKey, 0, len(all))
+	for _, k := range all {
+		if reuse[k] == nil {
+			keys = append(keys, k)
+		}
+	}
 	f.failed = make(chan struct{})
 	f.sem = make(chan struct{}, f.p.maxConcurrency)
 	var owned []fetchKey
@@ -205,7 +218,19 @@ func (f *fetcher) run(ctx context.Context, objs []object) (map[fetchKey]*result,
 		f.cancel()
 		f.wg.Wait()
 	}
-	return results, err
+	if err != nil {
+		return nil, err
+	}
+	for k, r := range results {
+		// Every version read answers later checks of this identity.
+		if k.Version == "" {
+			f.p.versions.put(shareKey{id: f.id, k: k}, r.id, r.version)
+		}
+	}
+	for k, r := range reuse {
+		results[k] = r
+	}
+	return results, nil
 }
 
 // start submits the store calls of keys, batched by the plan.
@@ -661,18 +686,16 @@ func quoteAll(ss []string) []string {
 
 // buildResponse turns fetched values into the volume's files, in objects
 // order, each object followed by its jmesPath files.
-func buildResponse(objs []object, results map[fetchKey]*result, failover bool) (*provider.Response, error) {
+func buildResponse(objs []object, results map[fetchKey]*result, region string, failover bool) (*provider.Response, error) {
 	resp := &provider.Response{}
-	seen := map[provider.ObjectVersion]bool{}
 	for i := range objs {
 		o := &objs[i]
-		r := results[keyOf(o, failover)]
+		k := keyOf(o, failover)
+		r := results[k]
 		resp.Files = append(resp.Files, provider.File{Path: o.Path, Mode: o.Mode, Data: bytes.Clone(r.data)})
-		v := provider.ObjectVersion{ID: r.id, Version: r.version}
-		if !seen[v] {
-			seen[v] = true
-			resp.Versions = append(resp.Versions, v)
-		}
+		// One entry per object, with the file its value is in: a check
+		// reads the value back from there (see check.go).
+		resp.Versions = append(resp.Versions, provider.ObjectVersion{ID: r.id, Version: r.version, Path: o.Path, Source: sourceOf(k, region)})
 		if len(o.JMES) == 0 {
 			continue
 		}

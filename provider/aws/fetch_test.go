@@ -143,7 +143,7 @@ func TestFetch(t *testing.T) {
 				return map[string]string{"objects": ssmObj("/app/url") + ssmObj("/app/token") +
 						ssmObj("/app/url", "objectVersion: 1", "objectAlias: url-v1") +
 						ssmObj("/app/url", "objectVersionLabel: stable", "objectAlias: url-stable")},
-					[]provider.ObjectVersion{{ID: arnURL, Version: "2"}, {ID: "arn:aws:ssm:us-east-1:111122223333:parameter/app/token", Version: "1"}, {ID: arnURL, Version: "1"}}
+					[]provider.ObjectVersion{{ID: arnURL, Version: "2"}, {ID: "arn:aws:ssm:us-east-1:111122223333:parameter/app/token", Version: "1"}, {ID: arnURL, Version: "1"}, {ID: arnURL, Version: "1"}}
 			},
 			want: []wantFile{
 				{"_app_url", 0o644, "https://v2"}, {"_app_token", 0o644, "tok-value"},
@@ -217,7 +217,7 @@ func TestFetch(t *testing.T) {
 		"same secret twice is read once": {
 			setup: func(e *env) (map[string]string, []provider.ObjectVersion) {
 				arn, v := e.secret(east, "db", "v")
-				return map[string]string{"objects": sm("db", "objectAlias: one") + sm("db", "objectAlias: two")}, []provider.ObjectVersion{{ID: arn, Version: v}}
+				return map[string]string{"objects": sm("db", "objectAlias: one") + sm("db", "objectAlias: two")}, []provider.ObjectVersion{{ID: arn, Version: v}, {ID: arn, Version: v}}
 			},
 			want:  []wantFile{{"one", 0o644, "v"}, {"two", 0o644, "v"}},
 			calls: map[string]int{opGetSecret: 1, opSTS: 1},
@@ -230,8 +230,8 @@ func TestFetch(t *testing.T) {
 			params, versions := tc.setup(e)
 			resp := e.mustFetch(params)
 			checkFiles(t, resp, tc.want)
-			if versions != nil && fmt.Sprint(resp.Versions) != fmt.Sprint(versions) {
-				t.Errorf("versions:\n got %v\nwant %v", resp.Versions, versions)
+			if versions != nil && fmt.Sprint(idVersions(resp.Versions)) != fmt.Sprint(idVersions(versions)) {
+				t.Errorf("versions:\n got %v\nwant %v", idVersions(resp.Versions), idVersions(versions))
 			}
 			for _, v := range resp.Versions {
 				if v.ID == "" || v.Version == "" {
@@ -1138,4 +1138,13 @@ func TestSessionName(t *testing.T) {
 			}
 		})
 	}
+}
+
+// idVersions renders versions as "id@version", one per object.
+func idVersions(vs []provider.ObjectVersion) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.ID + "@" + v.Version
+	}
+	return out
 }

@@ -4,6 +4,7 @@ package fake
 
 import (
 	"context"
+	"strconv"
 	"sync"
 
 	"github.com/podsecrets/podsecrets/provider"
@@ -33,14 +34,30 @@ func (p *Provider) Name() string {
 	return p.ProviderName
 }
 
-// SetFiles makes Fetch return files with one version entry per file.
+// SetFiles makes Fetch return files, each an object of its own whose
+// version ("1", "2", ...) counts the changes of its data across SetFiles
+// calls, as a store's versions do.
 func (p *Provider) SetFiles(files ...provider.File) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	old := map[string]provider.ObjectVersion{}
+	data := map[string]string{}
+	for i, v := range p.versions {
+		old[v.Path] = v
+		data[v.Path] = string(p.files[i].Data)
+	}
 	p.files = files
 	p.versions = nil
 	for _, f := range files {
-		p.versions = append(p.versions, provider.ObjectVersion{ID: f.Path, Version: "1"})
+		v := provider.ObjectVersion{ID: f.Path, Version: "1", Path: f.Path}
+		if o, ok := old[f.Path]; ok {
+			v.Version = o.Version
+			if data[f.Path] != string(f.Data) {
+				n, _ := strconv.Atoi(o.Version)
+				v.Version = strconv.Itoa(n + 1)
+			}
+		}
+		p.versions = append(p.versions, v)
 	}
 }
 

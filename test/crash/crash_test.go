@@ -42,6 +42,7 @@ const (
 	envSocket  = "CRASH_TEST_SOCKET"  // serve the driver here
 	envRoot    = "CRASH_TEST_ROOT"    // kubelet's root: pods/ is below it
 	envCgroups = "CRASH_TEST_CGROUPS" // "root:parent" of pod cgroups; empty writes in process
+	envGen     = "CRASH_TEST_GEN"     // "2": the store holds the rotated files; "down": it fails
 )
 
 const (
@@ -51,10 +52,18 @@ const (
 
 // files is what the fake store holds: several files, one nested, so that
 // "after some of the files" has something before and after it.
-func files() []provider.File {
+func files() []provider.File { return filesOf(1) }
+
+// filesOf is what the store holds in generation gen: every file changes
+// from one to the next, as a rotated set does.
+func filesOf(gen int) []provider.File {
 	var fs []provider.File
+	base := byte('a')
+	if gen == 2 {
+		base = 'A'
+	}
 	for i, name := range []string{"username", "password", "tls/cert.pem", "tls/key.pem", "config.json"} {
-		fs = append(fs, provider.File{Path: name, Mode: 0o440, Data: bytes.Repeat([]byte{byte('a' + i)}, 3000+i*1000)})
+		fs = append(fs, provider.File{Path: name, Mode: 0o440, Data: bytes.Repeat([]byte{base + byte(i)}, 3000+i*1000)})
 	}
 	return fs
 }
@@ -79,12 +88,19 @@ func serveDriver(sock string) error {
 	class := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "podsecrets.dev/v1", "kind": "SecretProviderClass",
 		"metadata": map[string]any{"namespace": "default", "name": "db"},
-		"spec":     map[string]any{"provider": "fake", "parameters": map[string]any{}},
+		"spec": map[string]any{"provider": "fake", "parameters": map[string]any{},
+			"rotation": map[string]any{"pollInterval": "30s"}},
 	}}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{kube.ClassGVR: "SecretProviderClassList"}, class)
 	p := &fake.Provider{}
 	p.SetFiles(files()...)
+	switch os.Getenv(envGen) {
+	case "2":
+		p.SetFiles(filesOf(2)...)
+	case "down":
+		p.SetError(fmt.Errorf("%w: the store is down", provider.ErrUnavailable))
+	}
 	var w volume.Writer = volume.InProcess{}
 	if cg := os.Getenv(envCgroups); cg != "" {
 		root, parent, _ := strings.Cut(cg, ":")
@@ -95,7 +111,7 @@ func serveDriver(sock string) error {
 		Providers: provider.NewRegistry(p),
 		Classes:   kube.Classes{Client: dyn},
 		Volumes:   volume.New(volume.Options{Mounter: mount.System{}, Writer: w, TmpfsSize: 1 << 20}),
-		Logger:    slog.New(slog.NewJSONHandler(os.Stderr, nil)),
+		Logger:    slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		return err
@@ -156,7 +172,11 @@ type proc struct {
 
 // start runs a driver process with failpoints (a PODSECRETS_FAILPOINTS
 // value, or "") and waits for it to serve.
-func (n *node) start(failpoints string) *proc {
+func (n *node) start(failpoints string) *proc { return n.startGen(failpoints, 1) }
+
+// startGen is start with the store at generation gen (see filesOf), or
+// failing every read for storeDown.
+func (n *node) startGen(failpoints string, gen int) *proc {
 	n.t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -173,7 +193,7 @@ func (n *node) start(failpoints string) *proc {
 	}
 	defer f.Close()
 	p := &proc{cmd: exec.Command(exe), stderr: logFile(f.Name()), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), envSocket+"="+sock, envRoot+"="+n.root, envCgroups+"="+n.cg, failpoint.Env+"="+failpoints)
+	p.cmd.Env = append(os.Environ(), envSocket+"="+sock, envRoot+"="+n.root, envCgroups+"="+n.cg, failpoint.Env+"="+failpoints, envGen+"="+genValue(gen))
 	p.cmd.Stderr = f
 	// Its own process group: a failpoint kills the group, as the OOM
 	// killer takes the driver's container, writer children included.
@@ -199,6 +219,16 @@ func (n *node) start(failpoints string) *proc {
 	n.t.Cleanup(func() { p.conn.Close() })
 	p.node = csi.NewNodeClient(p.conn)
 	return p
+}
+
+// storeDown is the generation of a store that fails every read.
+const storeDown = -1
+
+func genValue(gen int) string {
+	if gen == storeDown {
+		return "down"
+	}
+	return fmt.Sprint(gen)
 }
 
 // logFile is a driver process's log.
@@ -259,13 +289,16 @@ func (p *proc) unpublish(n *node) error {
 
 // wantComplete checks the target holds exactly the store's files, through
 // "..data", on a read-only podsecrets tmpfs.
-func (n *node) wantComplete() {
+func (n *node) wantComplete() { n.t.Helper(); n.wantCompleteGen(1) }
+
+// wantCompleteGen is wantComplete for the files of generation gen.
+func (n *node) wantCompleteGen(gen int) {
 	n.t.Helper()
 	st, why, err := volume.Inspect(mount.System{}, n.target)
 	if err != nil || st != volume.Complete {
 		n.t.Fatalf("volume is %v (%s, %v), want complete", st, why, err)
 	}
-	for _, f := range files() {
+	for _, f := range filesOf(gen) {
 		got, err := os.ReadFile(filepath.Join(n.target, f.Path))
 		if err != nil || !bytes.Equal(got, f.Data) {
 			n.t.Fatalf("%s: %d bytes, %v; want the store's %d bytes", f.Path, len(got), err, len(f.Data))
@@ -342,13 +375,112 @@ func TestKillDuringPublish(t *testing.T) {
 					t.Fatalf("kubelet's retry = %v; log:\n%s", err, second.stderr)
 				}
 				n.wantComplete()
-				if left == volume.Incomplete && !strings.Contains(second.stderr.String(), "volume completed") {
-					t.Fatalf("the retry did not say it completed the volume; log:\n%s", second.stderr)
+				if log := second.stderr.String(); left == volume.Incomplete && !strings.Contains(log, "volume completed") && !strings.Contains(log, "volume sealed") {
+					t.Fatalf("the retry did not say it completed or sealed the volume; log:\n%s", log)
 				}
 				if left == volume.Complete && !strings.Contains(second.stderr.String(), "republish: volume kept") {
 					t.Fatalf("the retry did not say it kept the complete volume; log:\n%s", second.stderr)
 				}
 				if err := second.unpublish(n); err != nil {
+					t.Fatal(err)
+				}
+				n.wantGone()
+			})
+		}
+	}
+}
+
+// rotationPoints are the steps of a rotation's write window, in order.
+var rotationPoints = []string{
+	volume.FailAfterWritable,
+	mount.FailAfterFile + "=kill@2",
+	mount.FailBeforeSwap,
+	mount.FailAfterSwap,
+	mount.FailAfterLinks,
+	volume.FailBeforeReadOnly,
+	volume.FailAfterReadOnly,
+}
+
+// generation returns which generation of files a reader that resolves
+// "..data" once sees, and fails unless every file is of that one.
+func (n *node) generation() int {
+	n.t.Helper()
+	version, err := os.Readlink(filepath.Join(n.target, mount.DataDir))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	gen := 0
+	for g := 1; g <= 2 && gen == 0; g++ {
+		same := true
+		for _, f := range filesOf(g) {
+			got, err := os.ReadFile(filepath.Join(n.target, version, f.Path))
+			if err != nil {
+				n.t.Fatalf("%s: %v", f.Path, err)
+			}
+			same = same && bytes.Equal(got, f.Data)
+		}
+		if same {
+			gen = g
+		}
+	}
+	if gen == 0 {
+		n.t.Fatalf("the volume holds a mix of the old and the new files")
+	}
+	return gen
+}
+
+// TestKillDuringRotation kills the driver inside a rotation's write window.
+// The pod is running on the volume all along: at every point it must read
+// one whole set, old or new; the next driver seals what it finds without
+// taking a file away, even with the store down, and a later check brings
+// the new set.
+func TestKillDuringRotation(t *testing.T) {
+	for _, w := range writers(t) {
+		for _, point := range rotationPoints {
+			t.Run(w.name+"/"+point, func(t *testing.T) {
+				n := newNode(t, w.cgroups(t))
+				first := n.start("")
+				if err := first.publish(n); err != nil {
+					t.Fatal(err)
+				}
+				n.wantComplete()
+				syscall.Kill(-first.cmd.Process.Pid, syscall.SIGKILL)
+				<-first.done
+
+				// A restarted driver checks the volume at its first
+				// republish; the store has rotated.
+				second := n.startGen(spec(point), 2)
+				if err := second.publish(n); err == nil {
+					t.Fatalf("republish answered OK although the driver was killed; log:\n%s", second.stderr)
+				}
+				second.killedBy(t)
+				left, why, err := volume.Inspect(mount.System{}, n.target)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("killed at %s: volume %v (%s), generation %d", point, left, why, n.generation())
+
+				// The next driver finds the store down: the pod keeps a
+				// whole set, read-only.
+				third := n.startGen("", storeDown)
+				for range 2 {
+					if err := third.publish(n); err != nil {
+						t.Fatalf("kubelet's next republish = %v; log:\n%s", err, third.stderr)
+					}
+					if st, why, _ := volume.Inspect(mount.System{}, n.target); st != volume.Complete {
+						t.Fatalf("after the republish the volume is %v (%s); log:\n%s", st, why, third.stderr)
+					}
+					n.generation()
+				}
+				syscall.Kill(-third.cmd.Process.Pid, syscall.SIGKILL)
+				<-third.done
+
+				fourth := n.startGen("", 2)
+				if err := fourth.publish(n); err != nil {
+					t.Fatal(err)
+				}
+				n.wantCompleteGen(2)
+				if err := fourth.unpublish(n); err != nil {
 					t.Fatal(err)
 				}
 				n.wantGone()

@@ -187,7 +187,7 @@ func TestKillDriverDuringPublish(t *testing.T) {
 		all = parseLogs(strings.Join(append(slices.Clone(logs), follow.String()), "\n"))
 		answered := map[string]bool{}
 		for _, r := range all {
-			if r.Namespace == ns && (r.Msg == "volume published" || r.Msg == "volume completed" || r.Msg == "republish: volume kept") {
+			if r.Namespace == ns && (r.Msg == "volume published" || r.Msg == "volume completed" || r.Msg == "volume sealed" || r.Msg == "republish: volume kept") {
 				answered[r.Pod] = true
 			}
 		}
@@ -205,7 +205,7 @@ func TestKillDriverDuringPublish(t *testing.T) {
 		switch r.Msg {
 		case "volume published":
 			published[r.Pod]++
-		case "volume completed":
+		case "volume completed", "volume sealed":
 			completed[r.Pod]++
 		case "republish: volume kept":
 			kept[r.Pod]++

@@ -99,6 +99,7 @@ func TestValues(t *testing.T) {
 		"kubeletRootDir":               "/data/kubelet",
 		"region":                       "eu-west-1",
 		"logLevel":                     "debug",
+		"minPollInterval":              "2m",
 		"serviceAccountTokenInSecrets": false,
 		"extraEnv":                     []any{map[string]any{"name": "AWS_ENDPOINT_URL", "value": "http://store:4566"}},
 	})
@@ -108,7 +109,7 @@ func TestValues(t *testing.T) {
 	}
 	args := strings.Join(toStrings(c["args"]), " ")
 	for _, want := range []string{"--region=eu-west-1", "--log-level=debug", "--kubelet-root-dir=/data/kubelet",
-		"--endpoint=unix:///data/kubelet/plugins/csi.podsecrets.dev/csi.sock"} {
+		"--endpoint=unix:///data/kubelet/plugins/csi.podsecrets.dev/csi.sock", "--min-poll-interval=2m"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("args %q lack %s", args, want)
 		}
