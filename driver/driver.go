@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/podsecrets/podsecrets/internal/logkey"
+	"github.com/podsecrets/podsecrets/kube"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/rotation"
 	"github.com/podsecrets/podsecrets/volume"
@@ -70,6 +71,9 @@ type Driver struct {
 	log   *slog.Logger
 	locks keyedMutex
 	ready atomic.Bool
+
+	classMu sync.Mutex
+	classes map[string]*kube.Class // read for checks; see checkClass
 }
 
 // New returns a Driver; it does not start serving. Providers, Classes and

@@ -59,7 +59,7 @@ func (d *Driver) republish(ctx context.Context, pr *publishRequest, log *slog.Lo
 		return noProvider
 	}
 	start := time.Now()
-	providerName, changes, err := d.check(ctx, pr, rec)
+	providerName, changes, err := d.check(ctx, pr, rec, sig)
 	took := time.Since(start)
 	switch {
 	case err != nil:
@@ -88,8 +88,8 @@ func (d *Driver) republish(ctx context.Context, pr *publishRequest, log *slog.Lo
 // (reusing unchanged values from the volume) and swaps the new set in if
 // any file differs. changes lists the objects whose version changed, nil if
 // nothing was written.
-func (d *Driver) check(ctx context.Context, pr *publishRequest, rec rotation.Record) (providerName string, changes []string, err error) {
-	class, err := d.opts.Classes.GetClass(ctx, pr.pod.Namespace, pr.class)
+func (d *Driver) check(ctx context.Context, pr *publishRequest, rec rotation.Record, sig rotation.Signal) (providerName string, changes []string, err error) {
+	class, err := d.checkClass(ctx, pr, sig)
 	if err != nil {
 		return noProvider, nil, err
 	}
@@ -134,6 +134,39 @@ func (d *Driver) check(ctx context.Context, pr *publishRequest, rec rotation.Rec
 		changes = []string{} // the files changed, not the versions: the class did
 	}
 	return f.provider, changes, nil
+}
+
+// maxClasses bounds the classes kept for checks; past it the cache starts
+// over, which costs one GET per class.
+const maxClasses = 1024
+
+// checkClass returns the pod's class for a check. With the class watch, a
+// class read earlier whose generation and refresh annotation are still the
+// watch's is reused: the 100 pods of a Deployment on a node then cost one
+// GET per class change, not one per pod and interval (at 30 s, 200 GETs a
+// minute per node, thousands a second for a fleet). Without the watch
+// nothing says a class is unchanged, so each check reads it.
+func (d *Driver) checkClass(ctx context.Context, pr *publishRequest, sig rotation.Signal) (*kube.Class, error) {
+	ref := pr.classRef()
+	if sig.Known {
+		d.classMu.Lock()
+		c := d.classes[ref]
+		d.classMu.Unlock()
+		if c != nil && c.Generation == sig.Generation && c.Refresh == sig.Refresh {
+			return c, nil
+		}
+	}
+	c, err := d.opts.Classes.GetClass(ctx, pr.pod.Namespace, pr.class)
+	if err != nil {
+		return nil, err
+	}
+	d.classMu.Lock()
+	if d.classes == nil || len(d.classes) >= maxClasses {
+		d.classes = map[string]*kube.Class{}
+	}
+	d.classes[ref] = c
+	d.classMu.Unlock()
+	return c, nil
 }
 
 // loadRecord reads the record of the volume at target. A volume without one

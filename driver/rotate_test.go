@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -316,4 +317,50 @@ func TestRotationRefresh(t *testing.T) {
 func withAnnotation(u *unstructured.Unstructured, k, v string) *unstructured.Unstructured {
 	u.SetAnnotations(map[string]string{k: v})
 	return u
+}
+
+// TestRotationClassReadOncePerChange: with the class watch, the pods of one
+// class read it once per change of the class, not once per check.
+func TestRotationClassReadOncePerChange(t *testing.T) {
+	requireRealMounts(t)
+	h := newHarness(t, rotatingClass("db", "30s"))
+	h.provider.SetFiles(files("a", "1")...)
+	h.signals.set("default/db", kube.ClassSignal{})
+	var reqs []*csi.NodePublishVolumeRequest
+	for _, pod := range []string{"p1", "p2", "p3"} {
+		r := kubeletRequest(h.target(pod), pod, "db")
+		if err := h.publish(r); err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, r)
+	}
+	check := func() int {
+		t.Helper()
+		gets, fetches := h.classGets(), h.fetches()
+		h.clock.Advance(31 * time.Second)
+		for _, r := range reqs {
+			if err := h.publish(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if h.fetches() != fetches+len(reqs) {
+			t.Fatalf("%d checks, want %d", h.fetches()-fetches, len(reqs))
+		}
+		return h.classGets() - gets
+	}
+	if n := check(); n != 1 {
+		t.Fatalf("the first checks read the class %d times, want 1", n)
+	}
+	if n := check(); n != 0 {
+		t.Fatalf("checks of an unchanged class read it %d times, want 0", n)
+	}
+	c := rotatingClass("db", "30s")
+	c.SetGeneration(2)
+	if _, err := h.dyn.Resource(kube.ClassGVR).Namespace("default").Update(context.Background(), c, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.signals.set("default/db", kube.ClassSignal{Generation: 2})
+	if n := check(); n != 1 {
+		t.Fatalf("checks after a class change read it %d times, want 1", n)
+	}
 }
