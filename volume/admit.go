@@ -39,14 +39,15 @@ type admission struct {
 	sem    *semaphore.Weighted
 
 	mu      sync.Mutex
-	learned map[string]int64 // class → bytes of its last volume
+	learned map[string]int64         // class → bytes of its last volume
+	probing map[string]chan struct{} // class never seen → closed when its first publish ends
 }
 
 func newAdmission(budget, tmpfsSize int64) *admission {
 	if budget <= 0 {
 		return nil
 	}
-	return &admission{budget: budget, most: tmpfsSize, sem: semaphore.NewWeighted(budget), learned: map[string]int64{}}
+	return &admission{budget: budget, most: tmpfsSize, sem: semaphore.NewWeighted(budget), learned: map[string]int64{}, probing: map[string]chan struct{}{}}
 }
 
 // admitTransit waits until a publish of class may hold its data, then
@@ -58,18 +59,50 @@ func (m *Manager) admitTransit(ctx context.Context, class string) (done func(fil
 	if a == nil {
 		return func([]mount.File) {}, nil
 	}
+	// The first publish of a class never seen counts as a full volume and
+	// learns the class's size; the others of the burst wait for it, then
+	// count what it learned. Without the wait every pod of a burst of 100
+	// would be admitted as a full volume (the estimate is taken before
+	// waiting), two at a time, for the whole burst. If the first fails
+	// without learning, the waiters go on as full volumes.
 	a.mu.Lock()
 	size, ok := a.learned[class]
+	probe := false
+	if !ok {
+		if ch, inFlight := a.probing[class]; inFlight {
+			a.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			a.mu.Lock()
+			size, ok = a.learned[class]
+		} else {
+			probe = true
+			a.probing[class] = make(chan struct{})
+		}
+	}
 	a.mu.Unlock()
 	if !ok {
 		size = a.most
 	}
+	endProbe := func() {
+		if probe {
+			a.mu.Lock()
+			close(a.probing[class])
+			delete(a.probing, class)
+			a.mu.Unlock()
+		}
+	}
 	w := min(a.budget, max(minTransit, transitFactor*size))
 	if err := a.sem.Acquire(ctx, w); err != nil {
+		endProbe()
 		return nil, err
 	}
 	return func(files []mount.File) {
 		a.sem.Release(w)
+		defer endProbe()
 		if files == nil {
 			return
 		}

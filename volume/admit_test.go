@@ -9,56 +9,79 @@ import (
 )
 
 // TestAdmitBoundsTransit: a class never seen counts as a full volume, so
-// only as many publishes as the budget holds run at once; once its size is
-// known, small volumes of it run together.
+// only as many publishes as the budget holds run at once; the first
+// publish of a class learns its size, and the others of its burst wait for
+// that rather than queueing as full volumes.
 func TestAdmitBoundsTransit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const tmpfs = 1 << 20
 		m := New(Options{TmpfsSize: tmpfs, PublishMemory: 2 * transitFactor * tmpfs})
 		ctx := context.Background()
-		done1, err := m.admitTransit(ctx, "ns/big")
+		admitted := func(class string) chan func([]mount.File) {
+			ch := make(chan func([]mount.File), 1)
+			go func() {
+				d, err := m.admitTransit(ctx, class)
+				if err != nil {
+					t.Error(err)
+				}
+				ch <- d
+			}()
+			return ch
+		}
+		pending := func(what string, ch chan func([]mount.File)) {
+			t.Helper()
+			synctest.Wait()
+			select {
+			case <-ch:
+				t.Fatalf("%s was admitted", what)
+			default:
+			}
+		}
+		probeA, err := m.admitTransit(ctx, "ns/a")
 		if err != nil {
 			t.Fatal(err)
 		}
-		done2, _ := m.admitTransit(ctx, "ns/big")
-		third := make(chan func([]mount.File))
-		go func() {
-			d, err := m.admitTransit(ctx, "ns/big")
-			if err != nil {
-				t.Error(err)
-			}
-			third <- d
-		}()
-		synctest.Wait()
-		select {
-		case <-third:
-			t.Fatal("a third full-size publish was admitted within a budget for two")
-		default:
-		}
-		done1([]mount.File{{Path: "a", Data: make([]byte, 1000)}})
-		d3 := <-third
-		done2(nil)
-		d3(nil)
-
-		// The class is known now to hold 1000 bytes: many fit at once.
-		var dones []func([]mount.File)
+		// The burst of ns/a waits for its first publish, not for room.
+		var burst []chan func([]mount.File)
 		for range 20 {
-			d, err := m.admitTransit(ctx, "ns/big")
-			if err != nil {
-				t.Fatal(err)
-			}
-			dones = append(dones, d)
+			burst = append(burst, admitted("ns/a"))
 		}
+		pending("a publish of a class whose first publish is running", burst[0])
+		// Another new class is a full volume too.
+		probeB := <-admitted("ns/b")
+		probeA([]mount.File{{Path: "a", Data: make([]byte, 1000)}})
+		var dones []func([]mount.File)
+		for _, ch := range burst {
+			dones = append(dones, <-ch) // small now: all fit beside ns/b
+		}
+		// A third full volume does not fit beside ns/b and the burst.
+		c := admitted("ns/c")
+		pending("a full-size publish beside a full one and 20 small ones in a budget for two full ones", c)
 		for _, d := range dones {
 			d(nil)
 		}
+		dc := <-c
+		probeB(nil)
+		dc(nil)
+
+		// A first publish that fails lets its waiters go on as full volumes.
+		probe, _ := m.admitTransit(ctx, "ns/d")
+		w1, w2, w3 := admitted("ns/d"), admitted("ns/d"), admitted("ns/d")
+		pending("a waiter of a running first publish", w1)
+		probe(nil)
+		d1, d2 := <-w1, <-w2
+		pending("a third full volume of a failed class", w3)
+		d1(nil)
+		d3 := <-w3
+		d2(nil)
+		d3(nil)
 
 		// A waiting publish gives up with its context.
-		c, cancel := context.WithCancel(ctx)
+		ctxC, cancel := context.WithCancel(ctx)
 		a, _ := m.admitTransit(ctx, "ns/other")
-		b, _ := m.admitTransit(ctx, "ns/other")
+		b := <-admitted("ns/other2")
 		cancel()
-		if _, err := m.admitTransit(c, "ns/other"); err == nil {
+		if _, err := m.admitTransit(ctxC, "ns/other3"); err == nil {
 			t.Fatal("Admit with a canceled context and no room succeeded")
 		}
 		a(nil)
