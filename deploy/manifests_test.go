@@ -77,13 +77,15 @@ func TestRBACIsLeast(t *testing.T) {
 			classVerbs = append(classVerbs, r.Verbs...)
 		}
 		for _, v := range r.Verbs {
-			// Events are the one thing the driver writes: on pods, for
-			// trouble that does not fail a mount. Classes are the one
-			// thing it lists and watches (their metadata, for rotation).
+			// Events and its own version records are the only things the
+			// driver writes; records are created, never updated. Classes
+			// are the one thing it lists and watches (their metadata, for
+			// rotation).
 			events := only("events") && (v == "create" || v == "patch")
+			records := only("secretversionrecords") && v == "create"
 			classes := only("secretproviderclasses") && (v == "list" || v == "watch")
-			if v != "get" && !events && !classes {
-				t.Errorf("rule %v grants %q; the driver only gets objects by name, watches classes and writes events", r, v)
+			if v != "get" && !events && !records && !classes {
+				t.Errorf("rule %v grants %q; the driver only gets objects by name, watches classes, creates its records and writes events", r, v)
 			}
 		}
 		for _, res := range r.Resources {

@@ -40,7 +40,19 @@ type Class struct {
 	PollInterval time.Duration
 	// Refresh is the value of RefreshAnnotation, "" if absent.
 	Refresh string
+	// VersionPolicy is spec.versionPolicy: PolicyPodStart (the default)
+	// or PolicyRevision.
+	VersionPolicy string
 }
+
+// Values of spec.versionPolicy.
+const (
+	// PolicyPodStart: each pod mounts the versions current when it starts.
+	PolicyPodStart = "PodStart"
+	// PolicyRevision: all pods of one workload revision mount the versions
+	// its first pod resolved (see VersionRecord).
+	PolicyRevision = "Revision"
+)
 
 // Errors Classes wraps.
 var (
@@ -91,6 +103,22 @@ func classFrom(u *unstructured.Unstructured) (*Class, error) {
 	}
 	c.Generation = u.GetGeneration()
 	c.Refresh = u.GetAnnotations()[RefreshAnnotation]
+	policy, _, err := unstructured.NestedString(u.Object, "spec", "versionPolicy")
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %s: spec.versionPolicy: %v", ErrClassInvalid, ref, err)
+	case policy == "":
+		policy = PolicyPodStart
+	case policy != PolicyPodStart && policy != PolicyRevision:
+		return nil, fmt.Errorf("%w: %s: spec.versionPolicy %q: want %s or %s", ErrClassInvalid, ref, policy, PolicyPodStart, PolicyRevision)
+	}
+	if policy == PolicyRevision && c.PollInterval > 0 {
+		// A rotation would move the pods of a revision off the versions
+		// the revision pinned, one republish at a time.
+		return nil, fmt.Errorf("%w: %s: spec.versionPolicy Revision and spec.rotation exclude each other: "+
+			"pin versions per rollout (Revision) or follow the store under running pods (rotation), not both", ErrClassInvalid, ref)
+	}
+	c.VersionPolicy = policy
 	return c, nil
 }
 
