@@ -26,6 +26,12 @@ type Request struct {
 	FSGroup *int64
 	// Class names the SecretProviderClass as "namespace/name", for messages.
 	Class string
+	// Pin, when set, are versions to mount instead of the current ones: an
+	// object whose Path and Source match an entry is read at its Version
+	// (a workload revision's record, see kube.VersionRecord). An object
+	// with no matching entry is read as usual. A pinned version the store
+	// no longer has fails the fetch with ErrNotFound.
+	Pin []ObjectVersion
 	// Held, when set, is what the volume holds now: the provider checks
 	// the objects it lists and reuses the files of those that did not
 	// change instead of fetching them again (a rotation check). Nil means
