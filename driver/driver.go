@@ -43,6 +43,10 @@ type Options struct {
 	// ClassSignals, when set, tells that a class changed or asks for a
 	// refresh, so the next republish of its volumes checks at once.
 	ClassSignals ClassSignaler
+	// Revisions and Records, when set, serve classes with versionPolicy
+	// Revision; without them such a class fails its mounts.
+	Revisions RevisionResolver
+	Records   RecordStore
 	// Events, when set, puts events on pods: Warning for trouble that
 	// does not fail a mount, Normal for rotations.
 	Events EventSink

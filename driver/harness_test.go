@@ -187,7 +187,12 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 		h.mounter = &fakeMounter{}
 	}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{kube.ClassGVR: "SecretProviderClassList"}, objs...)
+		map[schema.GroupVersionResource]string{
+			kube.ClassGVR:                     "SecretProviderClassList",
+			kube.RecordGVR:                    "SecretVersionRecordList",
+			{Version: "v1", Resource: "pods"}: "PodList",
+			{Group: "apps", Version: "v1", Resource: "controllerrevisions"}: "ControllerRevisionList",
+		}, objs...)
 	h.dyn, h.clock, h.signals = dyn, &testClock{t: time.Now()}, &fakeSignals{}
 	d, err := New(Options{
 		NodeID:       "node-1",
@@ -197,6 +202,8 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 		Volumes:      volume.New(volume.Options{Mounter: h.mounter, TmpfsSize: 1 << 20}),
 		Events:       h.events,
 		Rotation:     &rotation.Tracker{Now: h.clock.Now},
+		Revisions:    kube.Revisions{Client: dyn},
+		Records:      kube.Records{Client: dyn},
 		ClassSignals: h.signals,
 		Logger:       slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics:      NewMetrics(h.registry),

@@ -17,6 +17,7 @@ type Metrics struct {
 	duration  *prometheus.HistogramVec
 	errors    *prometheus.CounterVec
 	checks    *prometheus.CounterVec
+	revision  *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg, plus the Go
@@ -45,9 +46,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "podsecrets_rotation_checks_total",
 			Help: "Rotation checks of mounted volumes by provider and result (unchanged, rotated or failed).",
 		}, []string{"provider", "result"}),
+		revision: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podsecrets_revision_mounts_total",
+			Help: "Mounts of classes with versionPolicy Revision by result: first (recorded the versions), recorded (mounted them), fallback (a recorded version was gone) or none (the pod has no revision).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.publish, m.unpublish, m.duration, m.errors, m.checks,
+		reg.MustRegister(m.publish, m.unpublish, m.duration, m.errors, m.checks, m.revision,
 			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return m
@@ -84,3 +89,5 @@ func (m *Metrics) providerError(providerName, code string) {
 func (m *Metrics) rotationCheck(providerName, result string) {
 	m.checks.WithLabelValues(providerName, result).Inc()
 }
+
+func (m *Metrics) revisionMount(result string) { m.revision.WithLabelValues(result).Inc() }

@@ -65,7 +65,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		log.Info("republish: volume incomplete, completing it", logkey.State, state.String(), logkey.Why, why)
 	}
 
-	providerName, resp, err := d.publish(ctx, pr, state)
+	providerName, resp, err := d.publish(ctx, pr, state, log)
 	took := time.Since(start)
 	if err == nil && resp == nil {
 		// Sealed: a whole set was there already (see volume.Publish).
@@ -102,7 +102,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 // when the volume was sealed without a fetch). The class is read and the
 // store called inside the volume's publish, so that a failure of either
 // undoes an incomplete volume like any other failure does.
-func (d *Driver) publish(ctx context.Context, pr *publishRequest, state volume.State) (string, *provider.Response, error) {
+func (d *Driver) publish(ctx context.Context, pr *publishRequest, state volume.State, log *slog.Logger) (string, *provider.Response, error) {
 	ref := pr.classRef()
 	var f fetched
 	// fetchErr is the fetch's error, complete as it is: the class and
@@ -114,7 +114,11 @@ func (d *Driver) publish(ctx context.Context, pr *publishRequest, state volume.S
 			fetchErr = err
 			return nil, err
 		}
-		f, fetchErr = d.fetch(ctx, pr, class, nil)
+		if class.VersionPolicy == kube.PolicyRevision {
+			f, fetchErr = d.fetchRevision(ctx, pr, class, log)
+		} else {
+			f, fetchErr = d.fetch(ctx, pr, class, nil)
+		}
 		return f.files, fetchErr
 	}
 	sealed, err := d.opts.Volumes.Publish(ctx, state, volume.Volume{Target: pr.target, PodUID: pr.pod.UID, GID: pr.fsGroup, Class: ref, Fetch: fetch})
@@ -142,6 +146,11 @@ type fetched struct {
 // fetch reads the files of class from its provider (a rotation check when
 // held is set) and adds the volume's record to them.
 func (d *Driver) fetch(ctx context.Context, pr *publishRequest, class *kube.Class, held *provider.Held) (fetched, error) {
+	return d.fetchWith(ctx, pr, class, func(r *provider.Request) { r.Held = held })
+}
+
+// fetchWith is fetch with a request that edit completes.
+func (d *Driver) fetchWith(ctx context.Context, pr *publishRequest, class *kube.Class, edit func(*provider.Request)) (fetched, error) {
 	ref := pr.classRef()
 	f := fetched{provider: noProvider}
 	p, err := d.opts.Providers.Get(class.Provider)
@@ -149,13 +158,14 @@ func (d *Driver) fetch(ctx context.Context, pr *publishRequest, class *kube.Clas
 		return f, fmt.Errorf("SecretProviderClass %s: spec.provider: %w", ref, err)
 	}
 	f.provider = p.Name()
-	r, err := p.Fetch(ctx, &provider.Request{
+	req := &provider.Request{
 		Pod:        pr.pod,
 		Parameters: class.Parameters,
 		FSGroup:    pr.fsGroup,
 		Class:      ref,
-		Held:       held,
-	})
+	}
+	edit(req)
+	r, err := p.Fetch(ctx, req)
 	if err != nil {
 		return f, fmt.Errorf("SecretProviderClass %s: %w", ref, err)
 	}

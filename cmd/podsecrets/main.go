@@ -290,6 +290,8 @@ func runDriver(args []string) error {
 			PublishMemory: publishMemory.Value(),
 		}),
 		Rotation:     &rotation.Tracker{Floor: c.minPollInterval},
+		Revisions:    kube.Revisions{Client: dyn},
+		Records:      kube.Records{Client: dyn},
 		ClassSignals: signals,
 		Events:       &kube.Events{Client: dyn, Node: c.nodeID, Logger: log},
 		Logger:       log,

@@ -33,4 +33,6 @@ const (
 	Version        = "version"
 	HTTP           = "http"
 	RetryInS       = "retry_in_s" // seconds until a failed rotation check is retried
+	Revision       = "revision"   // a workload revision, "Kind/name"
+	Record         = "record"     // a SecretVersionRecord's name
 )

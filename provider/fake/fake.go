@@ -4,6 +4,7 @@ package fake
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 
@@ -22,6 +23,7 @@ type Provider struct {
 	err      error
 	hook     func(ctx context.Context, req *provider.Request) error
 	requests []*provider.Request
+	history  map[string]map[string][]byte // path → version → data
 }
 
 var _ provider.Provider = (*Provider)(nil)
@@ -58,7 +60,22 @@ func (p *Provider) SetFiles(files ...provider.File) {
 			}
 		}
 		p.versions = append(p.versions, v)
+		if p.history == nil {
+			p.history = map[string]map[string][]byte{}
+		}
+		if p.history[f.Path] == nil {
+			p.history[f.Path] = map[string][]byte{}
+		}
+		p.history[f.Path][v.Version] = f.Data
 	}
+}
+
+// Purge forgets version of the object at path, as a store deletes old
+// versions: a Fetch pinned to it fails with ErrNotFound.
+func (p *Provider) Purge(path, version string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.history[path], version)
 }
 
 // SetWarnings makes Fetch report warnings with its files.
@@ -106,6 +123,22 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 	}
 	if err != nil {
 		return nil, err
+	}
+	// Pinned objects are served at their version, as a store reads a
+	// version by ID.
+	for _, pin := range req.Pin {
+		for i, v := range versions {
+			if v.Path != pin.Path || v.Source != pin.Source || v.Version == pin.Version {
+				continue
+			}
+			p.mu.Lock()
+			data, ok := p.history[pin.Path][pin.Version]
+			p.mu.Unlock()
+			if !ok {
+				return nil, fmt.Errorf("%w: fake object %s version %s", provider.ErrNotFound, pin.Path, pin.Version)
+			}
+			files[i].Data, versions[i].Version = data, pin.Version
+		}
 	}
 	return &provider.Response{Files: files, Versions: versions, Warnings: warnings}, nil
 }
