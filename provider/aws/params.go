@@ -590,125 +590,152 @@ func editDistance(a, b []rune) int {
 	return prev[len(b)]
 }
 
+// maxNameLen bounds objectName (and failoverObject.objectName): a Secrets
+// Manager ARN is at most 2048 bytes, an SSM name far less.
+const maxNameLen = 2048
+
+// parseObject validates entry i of the objects list and claims its files
+// in owners. Every error names the entry (o.describe) and the field.
 func (cfg *config) parseObject(i int, r *rawObject, owners *fileOwners) (object, error) {
 	o := object{Index: i, ref: ref{Name: r.ObjectName, Version: r.ObjectVersion, Label: r.ObjectVersionLabel}}
 	if o.Name == "" {
 		return o, invalidf("objects[%d]: objectName: required", i)
 	}
-	fail := func(format string, args ...any) error {
-		return invalidf("%s: %s", o.describe(), fmt.Sprintf(format, args...))
+	fail := func(err error) error { return invalidf("%s: %v", o.describe(), err) }
+	if !validName(o.Name) {
+		return o, fail(errors.New("objectName: not a valid name or ARN"))
 	}
-	if !utf8.ValidString(o.Name) || strings.ContainsFunc(o.Name, unicode.IsControl) || len(o.Name) > 2048 {
-		return o, fail("objectName: not a valid name or ARN")
+	var err error
+	if o.Type, err = resolveType(r.ObjectType, o.Name); err != nil {
+		return o, fail(err)
 	}
-
-	// Type, explicit or implied by an ARN.
-	arn, isARN := parseARN(o.Name)
-	switch r.ObjectType {
-	case "":
-		if !isARN {
-			return o, fail("objectType: required unless objectName is an ARN; want \"secretsmanager\" or \"ssmparameter\"")
-		}
-		t, ok := typeOfARN(arn.Service)
-		if !ok {
-			return o, fail("objectName is an ARN of service %q; want secretsmanager or ssm", arn.Service)
-		}
-		o.Type = t
-	case string(typeSecretsManager), string(typeSSMParameter):
-		o.Type = objectType(r.ObjectType)
-		if isARN {
-			if t, ok := typeOfARN(arn.Service); !ok || t != o.Type {
-				return o, fail("objectType %q does not match the ARN's service %q", r.ObjectType, arn.Service)
-			}
-		}
-	default:
-		return o, fail("objectType %q: want \"secretsmanager\" or \"ssmparameter\"", r.ObjectType)
-	}
-
 	if err := checkVersion(o.Type, o.ref); err != nil {
-		return o, fail("%v", err)
+		return o, fail(err)
+	}
+	if o.Failover, err = cfg.parseFailover(&o, r); err != nil {
+		return o, fail(err)
 	}
 
-	// Failover object.
-	if fo := r.FailoverObject; fo != nil {
-		if cfg.FailoverRegion == "" {
-			return o, fail("failoverObject is set but failoverRegion is not")
-		}
-		if fo.ObjectName == "" {
-			return o, fail("failoverObject.objectName: required")
-		}
-		if r.ObjectAlias == "" {
-			return o, fail("objectAlias: required when failoverObject is set")
-		}
-		f := ref{Name: fo.ObjectName, Version: fo.ObjectVersion, Label: fo.ObjectVersionLabel}
-		if !utf8.ValidString(f.Name) || strings.ContainsFunc(f.Name, unicode.IsControl) || len(f.Name) > 2048 {
-			return o, fail("failoverObject.objectName: not a valid name or ARN")
-		}
-		if farn, ok := parseARN(f.Name); ok {
-			if t, ok := typeOfARN(farn.Service); !ok || t != o.Type {
-				return o, fail("failoverObject.objectName is an ARN of service %q, but the object is a %s", farn.Service, o.Type)
-			}
-		}
-		if err := checkVersion(o.Type, f); err != nil {
-			return o, fail("failoverObject: %v", err)
-		}
-		if o.Type == typeSecretsManager && f.Version != "" && o.Version != "" && f.Version != o.Version {
-			// Replicas keep the primary's version IDs.
-			return o, fail("failoverObject.objectVersion %q must match objectVersion %q", f.Version, o.Version)
-		}
-		o.Failover = &f
-	}
-
-	// File name and mode.
-	alias := r.ObjectAlias
+	// The file is named after the object unless objectAlias is set.
+	field, alias := "objectAlias", r.ObjectAlias
 	if alias == "" {
-		alias = o.Name
+		field, alias = "objectName", o.Name
 	}
-	field := "objectAlias"
-	if r.ObjectAlias == "" {
-		field = "objectName" // the file is named after the object
-	}
-	o.Path = translatePath(alias, cfg.Translate)
-	if err := validateFileName(field, alias, o.Path); err != nil {
-		return o, fail("%v", err)
-	}
-	mode, err := r.FilePermission.mode()
-	if err != nil {
-		return o, fail("%v", err)
-	}
-	o.Mode = mode
-	if err := owners.add(o.Path, o.describe()); err != nil {
-		return o, fail("%v", err)
+	if o.Path, o.Mode, err = cfg.claimFile(field, alias, r.FilePermission, o.describe(), owners); err != nil {
+		return o, fail(err)
 	}
 
-	for j, rj := range r.JMESPath {
-		owner := fmt.Sprintf("%s jmesPath[%d]", o.describe(), j)
-		jfail := func(format string, args ...any) error {
-			return invalidf("%s: %s", owner, fmt.Sprintf(format, args...))
-		}
-		if rj.Path == "" {
-			return o, jfail("path: required")
-		}
-		if rj.ObjectAlias == "" {
-			return o, jfail("objectAlias: required")
-		}
-		expr, err := compileJMES(rj.Path)
+	for j := range r.JMESPath {
+		e, err := cfg.parseJMES(fmt.Sprintf("%s jmesPath[%d]", o.describe(), j), &r.JMESPath[j], owners)
 		if err != nil {
-			return o, jfail("path %q: not a JMESPath expression", rj.Path)
-		}
-		e := jmesEntry{Expr: rj.Path, expr: expr, Path: translatePath(rj.ObjectAlias, cfg.Translate)}
-		if err := validateFileName("objectAlias", rj.ObjectAlias, e.Path); err != nil {
-			return o, jfail("%v", err)
-		}
-		if e.Mode, err = rj.FilePermission.mode(); err != nil {
-			return o, jfail("%v", err)
-		}
-		if err := owners.add(e.Path, owner); err != nil {
-			return o, jfail("%v", err)
+			return o, err
 		}
 		o.JMES = append(o.JMES, e)
 	}
 	return o, nil
+}
+
+// validName reports whether s can be sent to a store as an object name.
+func validName(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) && len(s) <= maxNameLen
+}
+
+// resolveType is the type of the object called name, from objectType as
+// written or else from the ARN name is; the two must agree.
+func resolveType(written, name string) (objectType, error) {
+	arn, isARN := parseARN(name)
+	switch written {
+	case "":
+		if !isARN {
+			return "", errors.New(`objectType: required unless objectName is an ARN; want "secretsmanager" or "ssmparameter"`)
+		}
+		t, ok := typeOfARN(arn.Service)
+		if !ok {
+			return "", fmt.Errorf("objectName is an ARN of service %q; want secretsmanager or ssm", arn.Service)
+		}
+		return t, nil
+	case string(typeSecretsManager), string(typeSSMParameter):
+		if isARN {
+			if t, ok := typeOfARN(arn.Service); !ok || t != objectType(written) {
+				return "", fmt.Errorf("objectType %q does not match the ARN's service %q", written, arn.Service)
+			}
+		}
+		return objectType(written), nil
+	}
+	return "", fmt.Errorf(`objectType %q: want "secretsmanager" or "ssmparameter"`, written)
+}
+
+// parseFailover validates r's failoverObject, the ref that replaces o's in
+// the failover region; nil when there is none.
+func (cfg *config) parseFailover(o *object, r *rawObject) (*ref, error) {
+	fo := r.FailoverObject
+	if fo == nil {
+		return nil, nil
+	}
+	switch {
+	case cfg.FailoverRegion == "":
+		return nil, errors.New("failoverObject is set but failoverRegion is not")
+	case fo.ObjectName == "":
+		return nil, errors.New("failoverObject.objectName: required")
+	case r.ObjectAlias == "":
+		// The file needs one name whichever region answers.
+		return nil, errors.New("objectAlias: required when failoverObject is set")
+	}
+	f := ref{Name: fo.ObjectName, Version: fo.ObjectVersion, Label: fo.ObjectVersionLabel}
+	if !validName(f.Name) {
+		return nil, errors.New("failoverObject.objectName: not a valid name or ARN")
+	}
+	if farn, ok := parseARN(f.Name); ok {
+		if t, ok := typeOfARN(farn.Service); !ok || t != o.Type {
+			return nil, fmt.Errorf("failoverObject.objectName is an ARN of service %q, but the object is a %s", farn.Service, o.Type)
+		}
+	}
+	if err := checkVersion(o.Type, f); err != nil {
+		return nil, fmt.Errorf("failoverObject: %w", err)
+	}
+	if o.Type == typeSecretsManager && f.Version != "" && o.Version != "" && f.Version != o.Version {
+		// Replicas keep the primary's version IDs.
+		return nil, fmt.Errorf("failoverObject.objectVersion %q must match objectVersion %q", f.Version, o.Version)
+	}
+	return &f, nil
+}
+
+// claimFile turns the name written in field into the file's path (after
+// pathTranslation) and mode, and claims the path for owner.
+func (cfg *config) claimFile(field, written string, perm permission, owner string, owners *fileOwners) (string, fs.FileMode, error) {
+	p := translatePath(written, cfg.Translate)
+	if err := validateFileName(field, written, p); err != nil {
+		return "", 0, err
+	}
+	mode, err := perm.mode()
+	if err != nil {
+		return "", 0, err
+	}
+	if err := owners.add(p, owner); err != nil {
+		return "", 0, err
+	}
+	return p, mode, nil
+}
+
+// parseJMES validates one jmesPath entry, owner naming it in errors, and
+// claims its file.
+func (cfg *config) parseJMES(owner string, rj *rawJMES, owners *fileOwners) (jmesEntry, error) {
+	fail := func(err error) error { return invalidf("%s: %v", owner, err) }
+	if rj.Path == "" {
+		return jmesEntry{}, fail(errors.New("path: required"))
+	}
+	if rj.ObjectAlias == "" {
+		return jmesEntry{}, fail(errors.New("objectAlias: required"))
+	}
+	expr, err := compileJMES(rj.Path)
+	if err != nil {
+		return jmesEntry{}, fail(fmt.Errorf("path %q: not a JMESPath expression", rj.Path))
+	}
+	e := jmesEntry{Expr: rj.Path, expr: expr}
+	if e.Path, e.Mode, err = cfg.claimFile("objectAlias", rj.ObjectAlias, rj.FilePermission, owner, owners); err != nil {
+		return jmesEntry{}, fail(err)
+	}
+	return e, nil
 }
 
 // checkVersion validates a ref's version fields for objects of type t.
