@@ -414,14 +414,9 @@ func (cfg *config) parseObjects(text string) error {
 	if len(text) > maxObjectsYAML {
 		return invalidf("objects: longer than %d bytes", maxObjectsYAML)
 	}
-	// First pass: the shape, and the field names for the ignored-keys log.
-	var shape []map[string]any
-	if err := yaml.Unmarshal([]byte(text), &shape); err != nil {
-		return invalidf("objects: want a YAML list of objects: %v", err)
-	}
-	var raws []rawObject
-	if err := yaml.Unmarshal([]byte(text), &raws); err != nil {
-		return invalidf("objects: %v", err)
+	shape, raws, err := decodeObjects([]byte(text))
+	if err != nil {
+		return err
 	}
 	if len(raws) != len(shape) { // cannot happen; be safe
 		return invalidf("objects: want a YAML list of objects")
@@ -458,6 +453,57 @@ func (cfg *config) parseObjects(text string) error {
 		cfg.Objects = append(cfg.Objects, o)
 	}
 	return nil
+}
+
+// decodeObjects decodes the objects YAML into its entries (raws) and the
+// keys each was written with (shape, for unknown keys and the checks of
+// its form), parsing the YAML once: the parse is most of a class's parse
+// CPU, and decoding the text twice, once per result, doubled it.
+// sigs.k8s.io/yaml converts YAML to JSON fitted to the target (a number in
+// a string field becomes a string) and then decodes that JSON; capture
+// keeps the JSON so that shape is decoded from it as well.
+//
+// The errors are those of the two decodes this replaces, in their order:
+// the shape's ("want a YAML list of objects"), then the entries'. The
+// fitted JSON can differ from the plain one in one way only: an unquoted
+// .nan or .inf in a string field becomes the string "NaN", "+Inf" or
+// "-Inf", where the plain conversion fails. Only when the JSON holds such
+// a string is the text converted again, plainly, to tell the two apart: a
+// second parse for a class with a secret called NaN.
+func decodeObjects(text []byte) (shape []map[string]any, raws []rawObject, err error) {
+	var fitted []byte
+	capture := func(d *json.Decoder) *json.Decoder {
+		var j json.RawMessage
+		if d.Decode(&j) != nil {
+			return d // cannot happen (the converter wrote the JSON); raws' decode fails
+		}
+		fitted = j
+		return json.NewDecoder(bytes.NewReader(j))
+	}
+	rawsErr := yaml.Unmarshal(text, &raws, capture)
+	if fitted == nil || hasNonFinite(fitted) {
+		// fitted is nil when the conversion failed; the plain one fails
+		// then too, with the error the shape's decode reported.
+		if _, err := yaml.YAMLToJSON(text); err != nil {
+			return nil, nil, invalidf("objects: want a YAML list of objects: error converting YAML to JSON: %v", err)
+		}
+		if fitted == nil {
+			return nil, nil, invalidf("objects: %v", rawsErr)
+		}
+	}
+	if err := json.NewDecoder(bytes.NewReader(fitted)).Decode(&shape); err != nil {
+		return nil, nil, invalidf("objects: want a YAML list of objects: error unmarshaling JSON: while decoding JSON: %v", err)
+	}
+	if rawsErr != nil {
+		return nil, nil, invalidf("objects: %v", rawsErr)
+	}
+	return shape, raws, nil
+}
+
+// hasNonFinite reports whether JSON j holds a string a non-finite YAML
+// number converts to.
+func hasNonFinite(j []byte) bool {
+	return bytes.Contains(j, []byte(`"NaN"`)) || bytes.Contains(j, []byte(`"+Inf"`)) || bytes.Contains(j, []byte(`"-Inf"`))
 }
 
 // unknownKeys records the keys of m, the entry at loc, that are not in

@@ -136,6 +136,10 @@ func TestParseParameters(t *testing.T) {
 			podIdentity: true, ipv6: true,
 			want: []wantObj{{typ: typeSecretsManager, name: "db", path: "db", mode: 0o644}},
 		},
+		"a secret called NaN, quoted": {
+			params: map[string]string{"objects": "- {objectName: 'NaN', objectType: secretsmanager, objectAlias: '+Inf'}"},
+			want:   []wantObj{{typ: typeSecretsManager, name: "NaN", path: "+Inf", mode: 0o644}},
+		},
 		"usePodIdentity false": {
 			params: map[string]string{"usePodIdentity": "false", "objects": "- {objectName: db, objectType: secretsmanager}"},
 			want:   []wantObj{{typ: typeSecretsManager, name: "db", path: "db", mode: 0o644}},
@@ -356,7 +360,30 @@ func TestParseParametersErrors(t *testing.T) {
 		"jmesPath bad expression":        {params: sm("  jmesPath: [{path: 'a[', objectAlias: x}]\n"), want: `jmesPath[0]: path "a[": not a JMESPath expression`},
 		"jmesPath bad permission":        {params: sm("  jmesPath: [{path: a, objectAlias: x, filePermission: '0999'}]\n"), want: `jmesPath[0]: filePermission "0999"`},
 		"objectTemplate":                 {params: sm("  objectTemplate: '{{ . }}'\n"), want: "objectTemplate is not supported"},
-		"objectName a list":              {params: map[string]string{"objects": "- {objectName: [a], objectType: secretsmanager}"}, want: "objects: "},
+		"objectName a list": {
+			params: map[string]string{"objects": "- {objectName: [a], objectType: secretsmanager}"},
+			want:   "objects: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal array into Go struct field rawObject.objectName of type string",
+		},
+		// The YAML is parsed once for the entries and their keys (see
+		// decodeObjects); its errors are still those of the two decodes
+		// it replaced, in their order.
+		"entry not an object": {
+			params: map[string]string{"objects": "- db"},
+			want:   "objects: want a YAML list of objects: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal string into Go value of type map[string]interface {}",
+		},
+		"the list's form is checked before its entries": {
+			params: map[string]string{"objects": "[{objectName: [a], objectType: secretsmanager}, 5]"},
+			want:   "objects: want a YAML list of objects: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal number into Go value of type map[string]interface {}",
+		},
+		"YAML syntax": {params: map[string]string{"objects": "- [unclosed"}, want: "objects: want a YAML list of objects: error converting YAML to JSON: yaml: line 1: "},
+		"unquoted .nan as objectName": {
+			params: map[string]string{"objects": "- {objectName: .nan, objectType: secretsmanager}"},
+			want:   "objects: want a YAML list of objects: error converting YAML to JSON: json: unsupported value: NaN",
+		},
+		"unquoted .inf as an alias, another NaN first": {
+			params: map[string]string{"objects": "- {objectName: db, objectType: secretsmanager, objectAlias: -.inf, x: .nan}"},
+			want:   "objects: want a YAML list of objects: error converting YAML to JSON: json: unsupported value: -Inf",
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -869,4 +896,38 @@ func FuzzNameAgreement(f *testing.F) {
 	}
 	f.Add("a/b", ".")
 	f.Fuzz(checkNameAgreement)
+}
+
+// benchObjects is a class of the size pods mount: ten objects of both
+// stores, with aliases, versions, jmesPath entries and a failover object.
+func benchObjects() string {
+	var b strings.Builder
+	for i := range 6 {
+		fmt.Fprintf(&b, "- objectName: app/db-%d\n  objectType: secretsmanager\n  objectAlias: db-%d\n  filePermission: \"0400\"\n", i, i)
+		if i == 0 {
+			b.WriteString("  failoverObject: {objectName: app/db-0-replica, objectVersionLabel: AWSCURRENT}\n")
+		}
+		if i%2 == 0 {
+			fmt.Fprintf(&b, "  jmesPath:\n  - {path: username, objectAlias: db-%d-user}\n  - {path: password, objectAlias: db-%d-password}\n", i, i)
+		}
+	}
+	for i := range 4 {
+		fmt.Fprintf(&b, "- {objectName: /app/param-%d, objectType: ssmparameter, objectVersion: \"%d\"}\n", i, i+1)
+	}
+	return b.String()
+}
+
+// BenchmarkParseParameters measures a parse-cache miss: the CPU a class
+// costs the first time a node mounts it.
+func BenchmarkParseParameters(b *testing.B) {
+	params := map[string]string{"region": east, "failoverRegion": west, "objects": benchObjects()}
+	if _, err := parseParameters(params); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseParameters(params); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
