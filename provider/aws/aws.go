@@ -117,7 +117,6 @@ type ServiceAccountGetter interface {
 // Provider fetches secrets from AWS Secrets Manager and SSM Parameter Store.
 // It is safe for concurrent use.
 type Provider struct {
-	region              string
 	serviceAccounts     ServiceAccountGetter
 	podIdentityEndpoint string
 	agentSet            bool // PodIdentityEndpoint was set explicitly
@@ -171,7 +170,7 @@ func New(opts Options) (*Provider, error) {
 		return nil, err
 	}
 	p := &Provider{
-		region:              opts.Region,
+		parsed:              parseCache{region: opts.Region},
 		serviceAccounts:     opts.ServiceAccounts,
 		podIdentityEndpoint: opts.PodIdentityEndpoint,
 		agentSet:            opts.PodIdentityEndpoint != "",
@@ -272,7 +271,7 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 		return nil, invalidf("no request")
 	}
 	start := time.Now()
-	cfg, err := p.parsed.get(req.Parameters)
+	cfg, err := p.parsed.get(req.Parameters, req.Class)
 	if err != nil {
 		return nil, err
 	}
@@ -280,18 +279,6 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 		p.log.Debug("aws: ignoring unknown parameters", logkey.Class, req.Class, logkey.Keys, cfg.Ignored)
 	}
 	region := cfg.Region
-	if region == "" {
-		region = p.region
-	}
-	if region == "" {
-		return nil, invalidf("no region: set the region parameter of SecretProviderClass %s or the driver's default region", req.Class)
-	}
-	if cfg.FailoverRegion == region {
-		return nil, invalidf("failoverRegion %q: must differ from the region %q", cfg.FailoverRegion, region)
-	}
-	if err := cfg.checkRegions(region); err != nil {
-		return nil, err
-	}
 
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

@@ -472,11 +472,11 @@ func TestFetchErrors(t *testing.T) {
 		},
 		"no region": {
 			setup: func(e *env) (*provider.Request, context.Context) {
-				e.p.region = ""
+				e.p.parsed.region = ""
 				return e.request(map[string]string{"objects": sm("db")}), nil
 			},
 			kind: provider.ErrInvalid,
-			want: []string{"no region"},
+			want: []string{"no region: set the region parameter of SecretProviderClass app/test-class or the driver's default region"},
 		},
 		"failoverRegion equal to the default region": {
 			setup: func(e *env) (*provider.Request, context.Context) {

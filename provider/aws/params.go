@@ -47,10 +47,12 @@ const (
 	maxObjectsYAML             = 1 << 20 // bytes; Kubernetes objects are smaller anyway
 )
 
-// config is spec.parameters, parsed and validated once per Fetch.
+// config is spec.parameters, parsed and validated once per class and
+// provider (see parseCache).
 type config struct {
-	// Region and FailoverRegion are the class's regions; Region may be empty
-	// (the driver's default applies).
+	// Region is the volume's region: the class's region parameter, which
+	// parseParameters leaves empty when there is none, then the driver's
+	// default (resolveRegion). FailoverRegion is the class's.
 	Region         string
 	FailoverRegion string
 	// PodIdentity selects EKS Pod Identity instead of IRSA.
@@ -820,6 +822,22 @@ func compileJMES(s string) (expr *jmespath.JMESPath, err error) {
 		}
 	}()
 	return jmespath.Compile(s)
+}
+
+// resolveRegion gives a class without a region parameter the driver's
+// default region def and checks the regions against each other and the
+// objects' ARNs. class names the class in the error of no region at all.
+func (cfg *config) resolveRegion(def, class string) error {
+	if cfg.Region == "" {
+		cfg.Region = def
+	}
+	if cfg.Region == "" {
+		return invalidf("no region: set the region parameter of SecretProviderClass %s or the driver's default region", class)
+	}
+	if cfg.FailoverRegion == cfg.Region {
+		return invalidf("failoverRegion %q: must differ from the region %q", cfg.FailoverRegion, cfg.Region)
+	}
+	return cfg.checkRegions(cfg.Region)
 }
 
 // checkRegions validates the ARNs of cfg's objects against the regions

@@ -16,13 +16,21 @@ const maxParsedClasses = 512
 // a publish. A parsed config is never modified after parsing, so one value
 // is shared by concurrent fetches.
 type parseCache struct {
+	// region is the provider's default region. It is fixed per Provider,
+	// so a cached config holds the region it resolved to, checked once
+	// per class rather than in every Fetch.
+	region string
+
 	mu      sync.Mutex
 	configs map[string]*config
 }
 
-// get returns the parsed form of params, parsing on a miss. Errors are not
-// cached: a broken class costs a parse per attempt, which is fine.
-func (c *parseCache) get(params map[string]string) (*config, error) {
+// get returns the parsed form of params, its region resolved and checked,
+// parsing on a miss. class names the class in the error of a class without
+// a region, and only there: errors are not cached (a broken class costs a
+// parse per attempt, which is fine), while a config is shared by every
+// class with equal parameters.
+func (c *parseCache) get(params map[string]string, class string) (*config, error) {
 	key := cacheKey(params)
 	c.mu.Lock()
 	cfg, ok := c.configs[key]
@@ -32,6 +40,9 @@ func (c *parseCache) get(params map[string]string) (*config, error) {
 	}
 	cfg, err := parseParameters(params)
 	if err != nil {
+		return nil, err
+	}
+	if err := cfg.resolveRegion(c.region, class); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
