@@ -16,6 +16,15 @@ import (
 
 // codeOf is the one place errors become gRPC codes; everything below the RPC
 // edge returns plain wrapped errors.
+//
+// The request's own end (context.DeadlineExceeded, context.Canceled) is
+// checked before Unavailable: a fetch that ran out of kubelet's time or was
+// canceled says so, whatever its last store error was; and after the kinds
+// that are an answer (invalid, not found, denied), which stay true however
+// late they came. A store call's own timeout while the request still had
+// time is the store being slow: Unavailable, retryable. The provider
+// contract tells the two apart (provider.Provider.Fetch): a provider's
+// error wraps a context error only when the request's context ended.
 func codeOf(err error) codes.Code {
 	var inv *invalidArgument
 	switch {
@@ -29,14 +38,14 @@ func codeOf(err error) codes.Code {
 		return codes.FailedPrecondition
 	case errors.Is(err, provider.ErrPermissionDenied):
 		return codes.PermissionDenied
-	case errors.Is(err, provider.ErrUnavailable):
-		return codes.Unavailable
-	case errors.Is(err, volume.ErrTooLarge), errors.Is(err, memcg.ErrPodMemory), errors.Is(err, unix.ENOSPC):
-		return codes.ResourceExhausted
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
+	case errors.Is(err, provider.ErrUnavailable):
+		return codes.Unavailable
+	case errors.Is(err, volume.ErrTooLarge), errors.Is(err, memcg.ErrPodMemory), errors.Is(err, unix.ENOSPC):
+		return codes.ResourceExhausted
 	}
 	return codes.Internal
 }

@@ -135,7 +135,13 @@ func TestCodeOf(t *testing.T) {
 		"unavailable":     {fmt.Errorf("a: %w", provider.ErrUnavailable), codes.Unavailable},
 		"deadline":        {fmt.Errorf("a: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
 		"canceled":        {context.Canceled, codes.Canceled},
-		"other":           {errors.New("disk on fire"), codes.Internal},
+		// A provider's error wraps a context error only when the
+		// request's own context ended: that wins over Unavailable, not
+		// over an answer.
+		"unavailable, then the request's deadline": {fmt.Errorf("a: %w", errors.Join(provider.ErrUnavailable, context.DeadlineExceeded)), codes.DeadlineExceeded},
+		"unavailable, then the request canceled":   {fmt.Errorf("a: %w", errors.Join(provider.ErrUnavailable, context.Canceled)), codes.Canceled},
+		"not found, late":                          {fmt.Errorf("a: %w", errors.Join(provider.ErrNotFound, context.DeadlineExceeded)), codes.NotFound},
+		"other":                                    {errors.New("disk on fire"), codes.Internal},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

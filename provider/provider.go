@@ -137,7 +137,11 @@ type Provider interface {
 	Name() string
 	// Fetch returns every file of the volume, or an error: never a partial set.
 	// Errors wrap one of the Err* kinds below so that the driver can map them
-	// to gRPC codes, and never contain secret values or tokens.
+	// to gRPC codes, and never contain secret values or tokens. An error
+	// wraps context.DeadlineExceeded or context.Canceled only when ctx
+	// ended, and then ctx's own: the driver reports the request's end ahead
+	// of ErrUnavailable, so a store call that timed out on its own while
+	// the request still had time must be only ErrUnavailable (retryable).
 	Fetch(ctx context.Context, req *Request) (*Response, error)
 }
 

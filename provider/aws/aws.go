@@ -265,7 +265,9 @@ func (p *Provider) Name() string { return Name }
 // Fetch returns every file of the volume described by req, fetched with the
 // pod's identity, or an error wrapping a provider error kind. With a
 // failoverRegion, the failover region is tried only when the primary region
-// fails with a retryable (provider.ErrUnavailable) error.
+// fails with a retryable (provider.ErrUnavailable) error. An error wraps
+// ctx's error when ctx ended, and no context error otherwise (see
+// contextErr).
 func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.Response, error) {
 	if req == nil {
 		return nil, invalidf("no request")
@@ -278,14 +280,23 @@ func (p *Provider) Fetch(ctx context.Context, req *provider.Request) (*provider.
 	if len(cfg.Ignored) > 0 {
 		p.log.Debug("aws: ignoring unknown parameters", logkey.Class, req.Class, logkey.Keys, cfg.Ignored)
 	}
-	region := cfg.Region
 
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultFetchTimeout)
 		defer cancel()
 	}
+	resp, err := p.fetch(ctx, req, cfg, start)
+	if err != nil {
+		return nil, contextErr(ctx, err)
+	}
+	return resp, nil
+}
 
+// fetch reads the volume with the pod's identity from cfg's region and,
+// when that fails with a retryable error, from its failover region.
+func (p *Provider) fetch(ctx context.Context, req *provider.Request, cfg *config, start time.Time) (*provider.Response, error) {
+	region := cfg.Region
 	logArgs := []any{logkey.Class, req.Class, logkey.Namespace, req.Pod.Namespace, logkey.Pod, req.Pod.Name}
 	id, err := p.resolveIdentity(ctx, &req.Pod, cfg)
 	if err != nil {

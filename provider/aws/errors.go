@@ -32,9 +32,15 @@ func (e *kindError) Unwrap() []error {
 	return []error{e.kind, e.cause}
 }
 
-// kindOf returns the provider error kind err wraps, or nil.
+// errInternal is the kind of a bug of this provider. It is none of the
+// provider kinds, so the driver reports codes.Internal: a retry meets the
+// same bug, and ErrUnavailable would send the user to look at a store that
+// is fine.
+var errInternal = errors.New("internal error")
+
+// kindOf returns the provider error kind (or errInternal) err wraps, or nil.
 func kindOf(err error) error {
-	for _, k := range []error{provider.ErrInvalid, provider.ErrNotFound, provider.ErrPermissionDenied, provider.ErrUnavailable} {
+	for _, k := range []error{provider.ErrInvalid, provider.ErrNotFound, provider.ErrPermissionDenied, provider.ErrUnavailable, errInternal} {
 		if errors.Is(err, k) {
 			return k
 		}
@@ -184,3 +190,26 @@ func (e *apiError) Error() string                 { return e.code + ": " + e.mes
 func (e *apiError) ErrorCode() string             { return e.code }
 func (e *apiError) ErrorMessage() string          { return e.message }
 func (e *apiError) ErrorFault() smithy.ErrorFault { return smithy.FaultUnknown }
+
+// contextErr is err, the error of a Fetch whose context is ctx, made to
+// wrap a context error exactly when ctx ended, and then ctx's own. The
+// driver reports context.DeadlineExceeded and context.Canceled ahead of
+// ErrUnavailable (see provider.Provider), and only the request running out
+// of time or being canceled deserves that. A store call's own timeout (the
+// call timeout, or a detached shared read's, see share.go) is the store
+// being slow while the request still had time: it stays ErrUnavailable,
+// which a retry may fix, although the SDK's error wraps
+// context.DeadlineExceeded. The rebuilt error keeps err's kind and message
+// but not the rest of its chain, which only the driver reads, by kind.
+func contextErr(ctx context.Context, err error) error {
+	end := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) == (end == context.DeadlineExceeded) &&
+		errors.Is(err, context.Canceled) == (end == context.Canceled) {
+		return err
+	}
+	kind := kindOf(err)
+	if kind == nil {
+		kind = provider.ErrUnavailable
+	}
+	return &kindError{kind: kind, msg: err.Error(), cause: end}
+}

@@ -77,3 +77,65 @@ func TestStoreErrorRedactsAndWraps(t *testing.T) {
 		t.Errorf("error does not wrap its kind and cause: %v", err)
 	}
 }
+
+// TestNoValueIsInternal: a read no call finished is this provider's bug,
+// which the driver reports as Internal: it wraps no provider kind, and the
+// failover wrapping keeps it so.
+func TestNoValueIsInternal(t *testing.T) {
+	err := noValue(`secretsmanager "db" (objects[0])`)
+	if got, want := err.Error(), `secretsmanager "db" (objects[0]): no value was fetched`; got != want {
+		t.Errorf("message %q, want %q", got, want)
+	}
+	for _, k := range []error{provider.ErrInvalid, provider.ErrNotFound, provider.ErrPermissionDenied, provider.ErrUnavailable} {
+		if errors.Is(err, k) {
+			t.Errorf("%v wraps %v", err, k)
+		}
+	}
+	if kindOf(err) != errInternal {
+		t.Errorf("kindOf(%v) = %v, want errInternal", err, kindOf(err))
+	}
+}
+
+func TestContextErr(t *testing.T) {
+	// A store call that hit its own timeout, as storeError builds it.
+	callTimeout := storeError(fmt.Errorf("operation error: %w", context.DeadlineExceeded), `secretsmanager "db"`, east, "role r")
+	denied := storeError(httpErr(400, "AccessDeniedException", "no"), `secretsmanager "db"`, east, "role r")
+	live := context.Background()
+	expired, cancel := context.WithTimeout(live, -1)
+	defer cancel()
+	canceled, cancel := context.WithCancel(live)
+	cancel()
+	tests := map[string]struct {
+		ctx     context.Context
+		err     error
+		kind    error
+		want    error // the context error it wraps, if any
+		sameErr bool  // returned as is
+	}{
+		"call timeout, the request alive": {ctx: live, err: callTimeout, kind: provider.ErrUnavailable},
+		"call timeout, request deadline":  {ctx: expired, err: callTimeout, kind: provider.ErrUnavailable, want: context.DeadlineExceeded, sameErr: true},
+		"call timeout, request canceled":  {ctx: canceled, err: callTimeout, kind: provider.ErrUnavailable, want: context.Canceled},
+		"denied, the request alive":       {ctx: live, err: denied, kind: provider.ErrPermissionDenied, sameErr: true},
+		"denied, request deadline":        {ctx: expired, err: denied, kind: provider.ErrPermissionDenied, want: context.DeadlineExceeded},
+		"bug, request canceled":           {ctx: canceled, err: noValue("x"), kind: errInternal, want: context.Canceled},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := contextErr(tc.ctx, tc.err)
+			if got.Error() != tc.err.Error() {
+				t.Errorf("message %q, want %q", got, tc.err)
+			}
+			if kindOf(got) != tc.kind {
+				t.Errorf("kind %v, want %v", kindOf(got), tc.kind)
+			}
+			for _, c := range []error{context.DeadlineExceeded, context.Canceled} {
+				if errors.Is(got, c) != (c == tc.want) {
+					t.Errorf("%v: wraps %v = %v, want %v", got, c, errors.Is(got, c), c == tc.want)
+				}
+			}
+			if tc.sameErr && got != tc.err {
+				t.Errorf("rebuilt an error that was right as it was")
+			}
+		})
+	}
+}

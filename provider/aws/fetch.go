@@ -252,9 +252,7 @@ func (f *fetcher) start(keys []fetchKey) {
 	go func() {
 		f.wg.Wait()
 		for _, k := range keys { // every call ended, so a key left is a bug
-			f.failKey(k, func(what string) error {
-				return &kindError{kind: provider.ErrUnavailable, msg: what + ": no value was fetched"}
-			})
+			f.failKey(k, noValue)
 		}
 	}()
 }
@@ -312,6 +310,12 @@ func (f *fetcher) submit(ks []fetchKey, job func(context.Context), after func())
 		defer cancel()
 		job(ctx)
 	}()
+}
+
+// noValue is the error of the read of what when every call ended without
+// finishing it: a bug (errInternal), not the store's trouble.
+func noValue(what string) error {
+	return &kindError{kind: errInternal, msg: what + ": no value was fetched"}
 }
 
 func canceled(err error) error {

@@ -9,9 +9,9 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/podsecrets/podsecrets/provider"
@@ -687,89 +687,6 @@ func TestFailover(t *testing.T) {
 	}
 }
 
-func TestCredentialCache(t *testing.T) {
-	e := newEnv(t)
-	e.secret(east, "db", "v")
-	e.secret(west, "db", "v")
-	params := map[string]string{"objects": sm("db")}
-
-	e.mustFetch(params)
-	e.wantCalls(map[string]int{opSTS: 1, opGetSecret: 1})
-
-	e.mustFetch(params) // cached
-	e.wantCalls(map[string]int{opSTS: 1, opGetSecret: 2})
-
-	// Another pod of the same ServiceAccount shares the credentials.
-	if _, err := e.p.Fetch(context.Background(), e.podRequest(testNS, "web-1", testSA, params)); err != nil {
-		t.Fatal(err)
-	}
-	e.wantCalls(map[string]int{opSTS: 1, opGetSecret: 3})
-
-	// Another ServiceAccount, even with the same role, gets its own.
-	e.st.AddRole(store.Role{ARN: roleWeb, Subjects: []string{"system:serviceaccount:app:*"}, Allow: []string{"*"}})
-	e.sas.set(testNS, "worker", map[string]string{RoleARNAnnotation: roleWeb})
-	if _, err := e.p.Fetch(context.Background(), e.podRequest(testNS, "worker-0", "worker", params)); err != nil {
-		t.Fatal(err)
-	}
-	e.wantCalls(map[string]int{opSTS: 2, opGetSecret: 4})
-
-	// Another region gets its own.
-	e.mustFetch(map[string]string{"region": west, "objects": sm("db")})
-	e.wantCalls(map[string]int{opSTS: 3, opGetSecret: 5})
-
-	// Credentials last an hour: refreshed 5 minutes before they expire.
-	e.clock.Advance(54 * time.Minute)
-	e.mustFetch(params)
-	e.wantCalls(map[string]int{opSTS: 3, opGetSecret: 6})
-	e.clock.Advance(2 * time.Minute)
-	e.mustFetch(params)
-	e.wantCalls(map[string]int{opSTS: 4, opGetSecret: 7})
-	e.mustFetch(params)
-	e.wantCalls(map[string]int{opSTS: 4, opGetSecret: 8})
-
-	// A changed role annotation is a new key.
-	e.st.AddRole(store.Role{ARN: roleOther, Subjects: []string{"system:serviceaccount:app:web"}, Allow: []string{"*"}})
-	e.sas.set(testNS, testSA, map[string]string{RoleARNAnnotation: roleOther})
-	e.mustFetch(params)
-	e.wantCalls(map[string]int{opSTS: 5, opGetSecret: 9})
-}
-
-func TestCredentialCacheFailuresAreNotCached(t *testing.T) {
-	e := newEnv(t)
-	e.secret(east, "db", "v")
-	e.sas.set(testNS, testSA, map[string]string{RoleARNAnnotation: roleOther}) // role not in the store
-	if _, err := e.fetch(map[string]string{"objects": sm("db")}); !errors.Is(err, provider.ErrPermissionDenied) {
-		t.Fatalf("Fetch = %v, want ErrPermissionDenied", err)
-	}
-	e.st.AddRole(store.Role{ARN: roleOther, Subjects: []string{"system:serviceaccount:app:web"}, Allow: []string{"*"}})
-	e.mustFetch(map[string]string{"objects": sm("db")})
-	e.wantCalls(map[string]int{opSTS: 2, opGetSecret: 1})
-}
-
-func TestConcurrentFetchesShareOneSTSCall(t *testing.T) {
-	e := newEnv(t)
-	e.secret(east, "db", "v")
-	e.st.SetLatency(100 * time.Millisecond) // keep the STS call in flight while the others arrive
-	var wg sync.WaitGroup
-	errs := make(chan error, 10)
-	for i := range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := e.p.Fetch(context.Background(), e.podRequest(testNS, fmt.Sprintf("web-%d", i), testSA, map[string]string{"objects": sm("db")}))
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.wantCalls(map[string]int{opSTS: 1, opGetSecret: 10})
-}
-
 func TestCallCounts(t *testing.T) {
 	tests := map[string]struct {
 		strategy        ReadStrategy
@@ -878,131 +795,105 @@ func TestBatchDeniedFallsBackToGetSecretValue(t *testing.T) {
 	}
 }
 
-// concurrencyProbe records the most requests in flight at once.
-type concurrencyProbe struct {
-	next     http.Handler
-	now, max atomic.Int32
-}
-
-func (c *concurrencyProbe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("X-Amz-Target") != "" {
-		n := c.now.Add(1)
-		defer c.now.Add(-1)
-		for {
-			m := c.max.Load()
-			if n <= m || c.max.CompareAndSwap(m, n) {
-				break
-			}
-		}
-	}
-	c.next.ServeHTTP(w, r)
-}
-
 func TestMaxConcurrency(t *testing.T) {
-	e := newEnv(t)
-	probe := &concurrencyProbe{next: e.st.Handler()}
-	srv := httptest.NewServer(probe)
-	t.Cleanup(srv.Close)
-	p, err := New(Options{Region: east, ServiceAccounts: e.sas, EndpointURL: srv.URL, Now: e.clock.Now, retryer: fastRetryer, MaxConcurrency: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.secret(east, "db", "v")
-	var objs strings.Builder
-	for i := range 12 { // 12 distinct versions: 12 GetSecretValue calls
-		v, err := e.st.PutSecretValue(east, "db", store.Value{String: fmt.Sprint(i)})
-		if err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGate(opGetSecret)
+		e := newMemEnv(t, g.wrap, func(o *Options) { o.MaxConcurrency = 3 })
+		e.secret(east, "db", "v")
+		var objs strings.Builder
+		for i := range 12 { // 12 distinct versions: 12 GetSecretValue calls
+			v, err := e.st.PutSecretValue(east, "db", store.Value{String: fmt.Sprint(i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&objs, "- {objectName: db, objectType: secretsmanager, objectVersion: %q, objectAlias: v%d}\n", v, i)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.fetch(map[string]string{"objects": objs.String()})
+			done <- err
+		}()
+		synctest.Wait() // the calls in flight are at the gate, the others wait for a slot
+		if n := g.held(); n != 3 {
+			t.Errorf("%d calls in flight at once, want 3 (parallel, bounded by MaxConcurrency)", n)
+		}
+		close(g.open)
+		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&objs, "- {objectName: db, objectType: secretsmanager, objectVersion: %q, objectAlias: v%d}\n", v, i)
-	}
-	e.st.SetLatency(20 * time.Millisecond)
-	if _, err := p.Fetch(context.Background(), e.request(map[string]string{"objects": objs.String()})); err != nil {
-		t.Fatal(err)
-	}
-	if m := probe.max.Load(); m > 3 || m < 2 {
-		t.Errorf("at most %d calls were in flight at once, want 2..3 (parallel, bounded by MaxConcurrency)", m)
-	}
-	e.wantCalls(map[string]int{opGetSecret: 12, opSTS: 1})
+		e.wantCalls(map[string]int{opGetSecret: 12, opSTS: 1})
+	})
 }
 
+// TestCallTimeout: a store call that outlives the call timeout while the
+// Fetch still has time fails as the store being slow, Unavailable, and
+// not as the request's deadline (see contextErr), shared or not.
 func TestCallTimeout(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.callTimeout = 200 * time.Millisecond })
-	e.secret(east, "db", "v")
-	e.mustFetch(map[string]string{"objects": sm("db")}) // credentials cached
-	// The fake sleeps before reading the request, so it can't notice the
-	// client going away: keep the latency short, as the server's Close
-	// waits for it.
-	e.st.SetLatency(1500 * time.Millisecond)
-	start := time.Now()
-	_, err := e.fetch(map[string]string{"objects": sm("db")})
-	if !errors.Is(err, provider.ErrUnavailable) || !strings.Contains(err.Error(), `"db"`) || !strings.Contains(err.Error(), "timed out") {
-		t.Errorf("Fetch = %v, want ErrUnavailable naming the object and the timeout", err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("Fetch took %v despite a 200ms call timeout", d)
-	}
-}
-
-func TestEndpointFromEnvironment(t *testing.T) {
-	// Not parallel: t.Setenv.
-	e := newEnv(t)
-	e.secret(east, "db", "from-env-endpoint")
-	e.st.PutParameter(east, "p", "param", "String")
-	tests := map[string]map[string]string{
-		"AWS_ENDPOINT_URL": {"AWS_ENDPOINT_URL": e.srv.URL},
-		"per service": {
-			"AWS_ENDPOINT_URL":                 "http://127.0.0.1:1", // overridden by each service's variable
-			"AWS_ENDPOINT_URL_SECRETS_MANAGER": e.srv.URL,
-			"AWS_ENDPOINT_URL_SSM":             e.srv.URL,
-			"AWS_ENDPOINT_URL_STS":             e.srv.URL,
-		},
-	}
-	for name, vars := range tests {
+	for name, window := range map[string]time.Duration{"own reads": 0, "shared reads": time.Second} {
 		t.Run(name, func(t *testing.T) {
-			for k, v := range vars {
-				t.Setenv(k, v)
-			}
-			p, err := New(Options{Region: east, ServiceAccounts: e.sas, Now: e.clock.Now, retryer: fastRetryer})
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := p.Fetch(context.Background(), e.request(map[string]string{"objects": sm("db") + ssmObj("p")}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkFiles(t, resp, []wantFile{{"db", 0o644, "from-env-endpoint"}, {"p", 0o644, "param"}})
+			synctest.Test(t, func(t *testing.T) {
+				const timeout = 200 * time.Millisecond
+				g := newGate(opGetSecret) // never opened: the store never answers
+				e := newMemEnv(t, g.wrap, sharing(window, nil), func(o *Options) { o.callTimeout = timeout })
+				e.secret(east, "db", "v")
+				start := time.Now()
+				_, err := e.fetch(map[string]string{"objects": sm("db")})
+				if !errors.Is(err, provider.ErrUnavailable) || !strings.Contains(err.Error(), `"db"`) || !strings.Contains(err.Error(), "timed out") {
+					t.Errorf("Fetch = %v, want ErrUnavailable naming the object and the timeout", err)
+				}
+				if errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Fetch = %v wraps context.DeadlineExceeded, which the driver reports as the request's deadline", err)
+				}
+				if d := time.Since(start); d != timeout {
+					t.Errorf("Fetch took %v, want the call timeout %v", d, timeout)
+				}
+			})
 		})
 	}
 }
 
-func TestNeverUsesAmbientCredentials(t *testing.T) {
-	// Not parallel: t.Setenv.
-	e := newEnv(t)
-	e.secret(east, "db", "v")
-	// Valid credentials for an all-powerful role sit in the node's
-	// environment; the pod's own role may read nothing.
-	e.st.AddRole(store.Role{ARN: roleOther, Allow: []string{"*"}})
-	node, err := e.st.IssueCredentials(roleOther, "node", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("AWS_ACCESS_KEY_ID", node.AccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", node.SecretAccessKey)
-	t.Setenv("AWS_SESSION_TOKEN", node.SessionToken)
-	e.st.AddRole(store.Role{ARN: roleWeb, Subjects: []string{"system:serviceaccount:app:web"}})
-	p, err := New(Options{Region: east, ServiceAccounts: e.sas, EndpointURL: e.srv.URL, Now: e.clock.Now, retryer: fastRetryer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = p.Fetch(context.Background(), e.request(map[string]string{"objects": sm("db")}))
-	if !errors.Is(err, provider.ErrPermissionDenied) || !strings.Contains(err.Error(), roleWeb) {
-		t.Errorf("Fetch = %v, want the pod role's AccessDenied", err)
-	}
-	req := e.request(map[string]string{"objects": sm("db")})
-	req.Pod.Tokens = nil
-	if _, err := p.Fetch(context.Background(), req); !errors.Is(err, provider.ErrPermissionDenied) {
-		t.Errorf("Fetch without a pod token = %v, want ErrPermissionDenied", err)
+// TestFetchEndsWithItsContext: a Fetch whose own context ends while the
+// store holds its calls fails wrapping that context's error (the driver's
+// DeadlineExceeded or Canceled), shared or not.
+func TestFetchEndsWithItsContext(t *testing.T) {
+	for name, tc := range map[string]struct {
+		window time.Duration
+		cancel bool
+	}{
+		"deadline, own reads":    {},
+		"deadline, shared reads": {window: time.Second},
+		"canceled, own reads":    {cancel: true},
+		"canceled, shared reads": {window: time.Second, cancel: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				g := newGate(opGetSecret) // opened only once the Fetch failed
+				e := newMemEnv(t, g.wrap, sharing(tc.window, nil))
+				e.secret(east, "db", "v")
+				// Well inside the call timeout: the request ends first.
+				ctx, cancel := context.WithTimeout(context.Background(), defaultCallTimeout/2)
+				defer cancel()
+				done := make(chan error, 1)
+				go func() {
+					_, err := e.p.Fetch(ctx, e.request(map[string]string{"objects": sm("db")}))
+					done <- err
+				}()
+				want, other := context.DeadlineExceeded, context.Canceled
+				if tc.cancel {
+					synctest.Wait() // the call is at the gate
+					cancel()
+					want, other = other, want
+				}
+				err := <-done
+				if !errors.Is(err, want) || errors.Is(err, other) || !errors.Is(err, provider.ErrUnavailable) {
+					t.Errorf("Fetch = %v, want ErrUnavailable wrapping %v only", err, want)
+				}
+				// A shared read runs on, detached; let it end inside the
+				// bubble.
+				close(g.open)
+				synctest.Wait()
+			})
+		})
 	}
 }
 
@@ -1097,46 +988,6 @@ func TestFailoverLogs(t *testing.T) {
 	e.mustFetch(map[string]string{"failoverRegion": west, "objects": sm("db")})
 	if logs := e.logs.String(); !strings.Contains(logs, "trying the failover region") || !strings.Contains(logs, "failover_region=us-west-2") {
 		t.Errorf("no failover log line:\n%s", logs)
-	}
-}
-
-func TestNewAndName(t *testing.T) {
-	if _, err := New(Options{}); err == nil {
-		t.Error("New without ServiceAccounts succeeded")
-	}
-	if _, err := New(Options{ServiceAccounts: &fakeSAs{}, Region: "not a region"}); err == nil {
-		t.Error("New with a bad region succeeded")
-	}
-	p, err := New(Options{ServiceAccounts: &fakeSAs{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Name() != "aws" || p.podIdentityEndpoint != DefaultPodIdentityEndpoint || p.maxConcurrency != 32 {
-		t.Errorf("defaults: name %q endpoint %q concurrency %d", p.Name(), p.podIdentityEndpoint, p.maxConcurrency)
-	}
-	if _, err := p.Fetch(context.Background(), nil); !errors.Is(err, provider.ErrInvalid) {
-		t.Errorf("Fetch(nil) = %v, want ErrInvalid", err)
-	}
-	var _ provider.Provider = p
-	reg := provider.NewRegistry(p)
-	if got, err := reg.Get("aws"); err != nil || got != provider.Provider(p) {
-		t.Errorf("registry lookup: %v %v", got, err)
-	}
-}
-
-func TestSessionName(t *testing.T) {
-	tests := map[string]struct{ ns, pod, want string }{
-		"plain":       {"app", "web-0", "podsecrets-app-web-0"},
-		"long":        {strings.Repeat("n", 40), strings.Repeat("p", 40), ("podsecrets-" + strings.Repeat("n", 40) + "-" + strings.Repeat("p", 40))[:64]},
-		"odd symbols": {"a", "b:c/d e", "podsecrets-a-b-c-d-e"},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			got := sessionName(tc.ns, tc.pod)
-			if got != tc.want || len(got) > 64 || sessionNameRE.MatchString(got) {
-				t.Errorf("sessionName(%q, %q) = %q, want %q", tc.ns, tc.pod, got, tc.want)
-			}
-		})
 	}
 }
 

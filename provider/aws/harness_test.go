@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -254,15 +256,20 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	sr.RequestURI, sr.RemoteAddr = r.URL.RequestURI(), "192.0.2.1:40000"
 	rec := httptest.NewRecorder()
 	t.h.ServeHTTP(rec, sr)
+	if err := r.Context().Err(); err != nil {
+		// As a real transport: a caller that gave up gets its
+		// context's error, not what the server wrote meanwhile.
+		return nil, err
+	}
 	resp := rec.Result()
 	resp.Request = r
 	return resp, nil
 }
 
-// gate holds the store calls of some operations (X-Amz-Target values, e.g.
-// opGetSecret) until it is opened or the caller gives up, so that a test
-// can have every Fetch in flight before the store answers. It also records
-// the size of each BatchGetSecretValue call.
+// gate holds the store calls of some operations (op names as the store
+// counts them, e.g. opGetSecret, opSTS) until it is opened or the caller
+// gives up, so that a test can have every Fetch in flight before the store
+// answers. It also records the size of each BatchGetSecretValue call.
 type gate struct {
 	next http.Handler
 	ops  map[string]bool
@@ -284,7 +291,7 @@ func newGate(ops ...string) *gate {
 func (g *gate) wrap(next http.Handler) http.Handler { g.next = next; return g }
 
 func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	op := r.Header.Get("X-Amz-Target")
+	op := opOf(r)
 	if op == opBatch {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -306,6 +313,25 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	g.next.ServeHTTP(w, r)
+}
+
+// opOf names the operation of r as the store counts it: the X-Amz-Target
+// of Secrets Manager and SSM (whose "AmazonSSM" prefix the store counts as
+// "ssm"), the form's Action of STS.
+func opOf(r *http.Request) string {
+	if t := r.Header.Get("X-Amz-Target"); t != "" {
+		if op, ok := strings.CutPrefix(t, "AmazonSSM."); ok {
+			return "ssm." + op
+		}
+		return t
+	}
+	if r.Method != http.MethodPost {
+		return ""
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	form, _ := url.ParseQuery(string(body))
+	return "sts." + form.Get("Action")
 }
 
 // held returns how many calls arrived at the gate.

@@ -3,6 +3,7 @@ package aws
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/podsecrets/podsecrets/provider"
+	"github.com/podsecrets/podsecrets/test/awsfake/store"
 )
 
 func TestCredCacheSingleflight(t *testing.T) {
@@ -161,5 +163,112 @@ func TestValidRoleARN(t *testing.T) {
 		if got := validRoleARN(arn); got != want {
 			t.Errorf("validRoleARN(%.60q) = %t, want %t", arn, got, want)
 		}
+	}
+}
+
+func TestCredentialCache(t *testing.T) {
+	e := newEnv(t)
+	e.secret(east, "db", "v")
+	e.secret(west, "db", "v")
+	params := map[string]string{"objects": sm("db")}
+
+	e.mustFetch(params)
+	e.wantCalls(map[string]int{opSTS: 1, opGetSecret: 1})
+
+	e.mustFetch(params) // cached
+	e.wantCalls(map[string]int{opSTS: 1, opGetSecret: 2})
+
+	// Another pod of the same ServiceAccount shares the credentials.
+	if _, err := e.p.Fetch(context.Background(), e.podRequest(testNS, "web-1", testSA, params)); err != nil {
+		t.Fatal(err)
+	}
+	e.wantCalls(map[string]int{opSTS: 1, opGetSecret: 3})
+
+	// Another ServiceAccount, even with the same role, gets its own.
+	e.st.AddRole(store.Role{ARN: roleWeb, Subjects: []string{"system:serviceaccount:app:*"}, Allow: []string{"*"}})
+	e.sas.set(testNS, "worker", map[string]string{RoleARNAnnotation: roleWeb})
+	if _, err := e.p.Fetch(context.Background(), e.podRequest(testNS, "worker-0", "worker", params)); err != nil {
+		t.Fatal(err)
+	}
+	e.wantCalls(map[string]int{opSTS: 2, opGetSecret: 4})
+
+	// Another region gets its own.
+	e.mustFetch(map[string]string{"region": west, "objects": sm("db")})
+	e.wantCalls(map[string]int{opSTS: 3, opGetSecret: 5})
+
+	// Credentials last an hour: refreshed 5 minutes before they expire.
+	e.clock.Advance(54 * time.Minute)
+	e.mustFetch(params)
+	e.wantCalls(map[string]int{opSTS: 3, opGetSecret: 6})
+	e.clock.Advance(2 * time.Minute)
+	e.mustFetch(params)
+	e.wantCalls(map[string]int{opSTS: 4, opGetSecret: 7})
+	e.mustFetch(params)
+	e.wantCalls(map[string]int{opSTS: 4, opGetSecret: 8})
+
+	// A changed role annotation is a new key.
+	e.st.AddRole(store.Role{ARN: roleOther, Subjects: []string{"system:serviceaccount:app:web"}, Allow: []string{"*"}})
+	e.sas.set(testNS, testSA, map[string]string{RoleARNAnnotation: roleOther})
+	e.mustFetch(params)
+	e.wantCalls(map[string]int{opSTS: 5, opGetSecret: 9})
+}
+
+func TestCredentialCacheFailuresAreNotCached(t *testing.T) {
+	e := newEnv(t)
+	e.secret(east, "db", "v")
+	e.sas.set(testNS, testSA, map[string]string{RoleARNAnnotation: roleOther}) // role not in the store
+	if _, err := e.fetch(map[string]string{"objects": sm("db")}); !errors.Is(err, provider.ErrPermissionDenied) {
+		t.Fatalf("Fetch = %v, want ErrPermissionDenied", err)
+	}
+	e.st.AddRole(store.Role{ARN: roleOther, Subjects: []string{"system:serviceaccount:app:web"}, Allow: []string{"*"}})
+	e.mustFetch(map[string]string{"objects": sm("db")})
+	e.wantCalls(map[string]int{opSTS: 2, opGetSecret: 1})
+}
+
+func TestConcurrentFetchesShareOneSTSCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGate(opSTS)
+		e := newMemEnv(t, g.wrap)
+		objs, want := e.secrets(1)
+		var reqs []*provider.Request
+		for i := range 10 {
+			reqs = append(reqs, e.podRequest(testNS, fmt.Sprintf("web-%d", i), testSA, map[string]string{"objects": objs}))
+		}
+		done := make(chan struct{})
+		var resps []*provider.Response
+		var errs []error
+		go func() {
+			defer close(done)
+			resps, errs = e.fetchAll(reqs...)
+		}()
+		synctest.Wait() // every Fetch is blocked: one at STS, the rest waiting for its credentials
+		if n := g.held(); n != 1 {
+			t.Errorf("%d STS calls in flight, want 1", n)
+		}
+		close(g.open)
+		<-done
+		for i := range resps {
+			if errs[i] != nil {
+				t.Fatalf("Fetch %d: %v", i, errs[i])
+			}
+			checkFiles(t, resps[i], want)
+		}
+		e.wantCalls(map[string]int{opSTS: 1, opGetSecret: 10})
+	})
+}
+
+func TestSessionName(t *testing.T) {
+	tests := map[string]struct{ ns, pod, want string }{
+		"plain":       {"app", "web-0", "podsecrets-app-web-0"},
+		"long":        {strings.Repeat("n", 40), strings.Repeat("p", 40), ("podsecrets-" + strings.Repeat("n", 40) + "-" + strings.Repeat("p", 40))[:64]},
+		"odd symbols": {"a", "b:c/d e", "podsecrets-a-b-c-d-e"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := sessionName(tc.ns, tc.pod)
+			if got != tc.want || len(got) > 64 || sessionNameRE.MatchString(got) {
+				t.Errorf("sessionName(%q, %q) = %q, want %q", tc.ns, tc.pod, got, tc.want)
+			}
+		})
 	}
 }
