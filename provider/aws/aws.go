@@ -149,9 +149,11 @@ func (noCredentials) Retrieve(context.Context) (aws.Credentials, error) {
 	return aws.Credentials{}, errors.New("podsecrets: no pod credentials set for this call")
 }
 
-// New returns a provider. It loads the SDK configuration once (endpoint
-// environment variables included) with IMDS disabled and without ambient
-// credentials.
+// New returns a provider, or an error naming the option it refuses. It
+// builds the one SDK configuration all calls share instead of loading one:
+// no shared config or credential files, no credential source (IMDS,
+// environment, SSO) but the pod's own per call, and of the environment
+// only the endpoint variables, unless Options.EndpointURL is set.
 func New(opts Options) (*Provider, error) {
 	if opts.ServiceAccounts == nil {
 		return nil, errors.New("aws: Options.ServiceAccounts is required")

@@ -277,10 +277,14 @@ func parseParameters(params map[string]string) (*config, error) {
 				return nil, invalidf("preferredAddressType %q: want \"ipv4\", \"ipv6\" or \"auto\"", v)
 			}
 		case "secretProviderClass":
-			// added by the driver
+			// Not added by this driver, which passes spec.parameters as
+			// they are: the Secrets Store CSI Driver adds it, and the
+			// csi.storage.k8s.io/ keys below (pod info, tokens), to what
+			// its providers get, so a class written from that may carry
+			// them. Ignored without a log line.
 		default:
 			if strings.HasPrefix(k, "csi.storage.k8s.io/") {
-				break // added by Kubernetes (podInfoOnMount, tokenRequests)
+				break // as secretProviderClass above
 			}
 			cfg.Ignored = append(cfg.Ignored, k)
 		}

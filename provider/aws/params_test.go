@@ -144,7 +144,7 @@ func TestParseParameters(t *testing.T) {
 			params: map[string]string{"usePodIdentity": "false", "objects": "- {objectName: db, objectType: secretsmanager}"},
 			want:   []wantObj{{typ: typeSecretsManager, name: "db", path: "db", mode: 0o644}},
 		},
-		"keys added by Kubernetes and the driver are ignored silently, others are reported": {
+		"keys the Secrets Store CSI Driver adds are ignored silently, others are reported": {
 			params: map[string]string{
 				"objects":                                "- {objectName: db, objectType: secretsmanager, objectTemplat: x}",
 				"csi.storage.k8s.io/pod.name":            "web-0",

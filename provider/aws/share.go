@@ -38,13 +38,15 @@ import (
 
 // MaxShareWindow bounds Options.ShareWindow. The window is how stale a
 // shared value may be when a Fetch gets it; it is meant to collapse a burst
-// of near-simultaneous mounts, not to be a cache: a window as long as
-// kubelet's resync period (60–90 s) would hide rotations from republishes.
+// of near-simultaneous mounts, not to be a cache: rotation checks read
+// changed objects through it too (check.go), and a window as long as
+// kubelet's republish period (60–90 s), on which they run, would hide
+// rotations from them.
 const MaxShareWindow = time.Minute
 
 // DefaultShareWindow is the --aws-share-window default: long enough to
 // cover the pods of one rollout landing on a node, short enough that a
-// rotated secret is seen by the next republish.
+// rotated secret is seen by the next rotation check.
 const DefaultShareWindow = time.Second
 
 // read is the outcome of one store read of one key, awaited by every Fetch
