@@ -307,7 +307,7 @@ func (p *Provider) fetch(ctx context.Context, req *provider.Request, cfg *config
 	}
 	logArgs = append(logArgs, logkey.Identity, id.String())
 
-	resp, err := p.fetchRegion(ctx, id, cfg, region, false, req.Held)
+	resp, err := p.fetchRegion(ctx, id, cfg, region, false, req)
 	if err == nil {
 		p.log.Debug("aws: fetched", append(logArgs, logkey.Region, region, logkey.ObjectCount, len(cfg.Objects), logkey.DurationMS, ms(time.Since(start)))...)
 		resp.Warnings = cfg.warnings(req.Class)
@@ -318,7 +318,7 @@ func (p *Provider) fetch(ctx context.Context, req *provider.Request, cfg *config
 		return nil, err
 	}
 	p.log.Info("aws: primary region failed, trying the failover region", append(logArgs, logkey.Region, region, logkey.FailoverRegion, cfg.FailoverRegion, logkey.Error, err.Error())...)
-	resp, ferr := p.fetchRegion(ctx, id, cfg, cfg.FailoverRegion, true, req.Held)
+	resp, ferr := p.fetchRegion(ctx, id, cfg, cfg.FailoverRegion, true, req)
 	if ferr != nil {
 		kind := kindOf(ferr)
 		if kind == nil {
@@ -333,20 +333,25 @@ func (p *Provider) fetch(ctx context.Context, req *provider.Request, cfg *config
 	return resp, nil
 }
 
-// fetchRegion fetches the whole volume from one region; with held, a
-// rotation check that reuses what did not change (see check.go).
-func (p *Provider) fetchRegion(ctx context.Context, id *identity, cfg *config, region string, failover bool, held *provider.Held) (*provider.Response, error) {
+// fetchRegion fetches the whole volume from one region: with req.Held, a
+// rotation check that reuses what did not change (see check.go); with
+// req.Pin, at a revision's recorded versions (see pin.go).
+func (p *Provider) fetchRegion(ctx context.Context, id *identity, cfg *config, region string, failover bool, req *provider.Request) (*provider.Response, error) {
 	creds, cached, err := p.credentials(ctx, id, region)
 	if err != nil {
 		return nil, err
 	}
 	p.log.Debug("aws: credentials", logkey.Identity, id.String(), logkey.Region, region, logkey.Cached, cached)
 	f := &fetcher{p: p, region: region, who: id.String(), id: id.credKey(region), creds: creds, failover: failover}
-	results, err := f.run(ctx, cfg.Objects, held)
+	objs := cfg.Objects
+	if !failover {
+		objs = pinObjects(objs, req.Pin, region)
+	}
+	results, err := f.run(ctx, objs, req.Held)
 	if err != nil {
 		return nil, err
 	}
-	return buildResponse(cfg.Objects, results, region, failover)
+	return buildResponse(objs, results, region, failover)
 }
 
 // ms renders a duration for logs in milliseconds, the unit logkey.DurationMS
