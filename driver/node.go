@@ -19,8 +19,9 @@ import (
 
 // NodePublishVolume implements csi.NodeServer. It reads the target's state
 // from the node, never from memory, and answers OK only for a complete,
-// read-only volume: a complete one is kept as it is, anything short of that
-// is fetched and written whole (see package volume).
+// read-only volume: a complete one is kept (and its files swapped whole when
+// a rotation check finds new versions, see rotate.go), anything short of
+// that is fetched and written whole or sealed (see package volume).
 func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	start := time.Now()
 	pr, err := parsePublish(req)
