@@ -164,6 +164,17 @@ func TestAPIKind(t *testing.T) {
 			t.Errorf("apiKind(%s) = %q, want %q", path, got, want)
 		}
 	}
+	for _, tc := range []struct{ method, path, want string }{
+		{http.MethodPost, "/api/v1/namespaces/bench/events", apiEvent},
+		{http.MethodPatch, "/api/v1/namespaces/bench/events/pod-1.abc", apiEvent},
+		{http.MethodGet, "/api/v1/namespaces/bench/events", apiOther},
+		{http.MethodPost, "/api/v1/namespaces/bench/events/x", apiOther},
+		{http.MethodPost, "/apis/podsecrets.dev/v1/namespaces/bench/secretproviderclasses/sm-10", apiOther},
+	} {
+		if got := apiKind(httptest.NewRequest(tc.method, tc.path, nil)); got != tc.want {
+			t.Errorf("apiKind(%s %s) = %q, want %q", tc.method, tc.path, got, tc.want)
+		}
+	}
 }
 
 func TestFleetScale(t *testing.T) {
@@ -242,5 +253,89 @@ func TestFleetReport(t *testing.T) {
 	// Without a fleet, no fleet tables.
 	if md := buildReport(&Results{Started: time.Now(), Finished: time.Now()}).Markdown(); strings.Contains(md, "Fleet") {
 		t.Error("fleet tables without a fleet run")
+	}
+}
+
+func TestRotationReport(t *testing.T) {
+	window := 16 * rotInterval // 8 minutes of kubelet time
+	secs := func(ss ...float64) []time.Duration {
+		var out []time.Duration
+		for _, s := range ss {
+			out = append(out, time.Duration(s*float64(time.Second)))
+		}
+		return out
+	}
+	run := func(c rotClass, pods int, calls map[string]int, p50max []time.Duration) *RotationRun {
+		// Every pod at p50 but the last, at max.
+		prop := make([]time.Duration, pods)
+		for i := range prop {
+			prop[i] = p50max[0]
+		}
+		prop[pods-1] = p50max[len(p50max)-1]
+		return &RotationRun{Class: c, Pods: pods, Window: window, Calls: calls,
+			API:         map[string]int{apiClass: 8 * pods, apiServiceAccount: 8 * pods},
+			Checks:      map[string]int{"unchanged": 8 * pods},
+			Republishes: 8 * pods, Latency: secs(0.05, 0.06), Propagation: prop,
+			PropCalls: map[string]int{opGet: pods}, PropAPI: map[string]int{apiClass: pods, apiEvent: pods},
+			PropChecks: map[string]int{"rotated": pods}, DriverArgs: []string{"--min-poll-interval=1s"}}
+	}
+	mix, sm := rotClasses[0], rotClasses[1]
+	const ds = "secretsmanager.DescribeSecret"
+	runs := []*RotationRun{
+		run(mix, 1, map[string]int{ds: 6, opParams: 6}, secs(0.8)),
+		run(mix, 10, map[string]int{ds: 14, opParams: 14}, secs(5, 8.8)),
+		run(mix, 100, map[string]int{ds: 16, opParams: 16}, secs(3, 10.8)),
+		run(sm, 1, map[string]int{ds: 60}, secs(0.3)),
+		run(sm, 10, map[string]int{ds: 160}, secs(4, 12.5)), // 125 s: over the target
+		run(sm, 100, map[string]int{ds: 163}, secs(4, 11)),
+	}
+	r := runs[0]
+	if got := r.PerMinute(12); math.Abs(got-1.5) > 1e-9 {
+		t.Errorf("PerMinute(12) over 48 s wall = %v, want 1.5 (8 minutes of kubelet time)", got)
+	}
+	if got := r.PerInterval(12); math.Abs(got-0.75) > 1e-9 {
+		t.Errorf("PerInterval(12) over 16 intervals = %v, want 0.75", got)
+	}
+	for _, only := range []bool{false, true} {
+		md := buildReport(&Results{Started: time.Now(), Finished: time.Now(), RotationOnly: only, Rotation: runs,
+			RotationConfig: RotationConfig{Intervals: 16}}).Markdown()
+		for _, want := range []string{
+			"9. Rotation, unchanged secrets", "9b. Rotation: a new version",
+			// mix: 2.00 per interval at 100 pods, 0.75 at 1 pod.
+			"100 pods 2.00 calls per interval (4.0/min), 1 pod 0.75 (1.5/min): +1.25 per interval, +0.62 per object and interval | **not met** as worded",
+			// sm10: 10.19 − 3.75 = +6.44: +0.64 per object.
+			"+6.44 per interval, +0.64 per object and interval | **not met** as worded",
+			"| 3.5 store calls/min (1/6.5 of 22.8); 10 pods × 10 secrets (no target): 20.0/min (1/3.7 of 73.3) | met |",
+			"10 of 10 pods; max 88.0 s, p50 50.0 s in kubelet time (8800 ms, 5000 ms scaled) | met |",
+			"max 125.0 s, p50 40.0 s in kubelet time (12.5 s, 4000 ms scaled) | **not met** |",
+			"| 1 secret + 1 SSM parameter | 10 | 10.0 | 10.0 (0) | 1.8 | 0.0 | 0.0 | 1.8 | 0.0 | 3.5 | 1.75 | 22.8 (ours: 1/6.5) | 10.0 | 10.0 | 0.0 |",
+			"| store calls per minute, 10 pods, 1 secret + 1 parameter, unchanged, 30 s interval | 22.8 | 3.5 (table 9: 14 DescribeSecret + 14 SSM GetParameters; 1/6.5) |",
+			"`--min-poll-interval=1s`", "--watch-classes=false",
+		} {
+			if !strings.Contains(md, want) {
+				t.Errorf("rotation-only=%v: report lacks %q", only, want)
+			}
+		}
+		if has := strings.Contains(md, "1–2. NodePublishVolume latency"); has == only {
+			t.Errorf("rotation-only=%v: single-node tables present = %v", only, has)
+		}
+		if only && strings.Contains(md, "idle RSS") {
+			t.Error("rotation-only report has single-node targets")
+		}
+	}
+	if md := buildReport(&Results{Started: time.Now(), Finished: time.Now(), Rotation: runs}).Markdown(); strings.Contains(md, "invalid run") {
+		t.Error("a run with republish p99 of 60 ms marked invalid")
+	}
+	runs[5].Latency = secs(0.05, 0.5)
+	if md := buildReport(&Results{Started: time.Now(), Finished: time.Now(), Rotation: runs}).Markdown(); !strings.Contains(md, "**This run is not valid**: republishes took up to 500 ms at p99") ||
+		!strings.Contains(md, "| met (**invalid run**: republish p99 up to 500 ms against a 3s scaled interval") {
+		t.Error("a run with republish p99 of 500 ms not marked invalid")
+	}
+	if md := buildReport(&Results{Started: time.Now(), Finished: time.Now()}).Markdown(); strings.Contains(md, "9. Rotation") {
+		t.Error("rotation tables without a rotation run")
+	}
+	if unchangedVerdict(0.9, 2) != "met" || !strings.HasPrefix(unchangedVerdict(1.5, 2), "**not met**") || unchangedVerdict(1.5, 2) == "**not met**" ||
+		unchangedVerdict(2.5, 1) != "**not met**" {
+		t.Error("unchangedVerdict")
 	}
 }

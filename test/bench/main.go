@@ -6,11 +6,13 @@
 // store calls, a 110-pod burst, republish cost and the driver's memory;
 // then a fleet of driver processes against one fake store enforcing AWS's
 // account quotas, scaled down to the fleet (fleet.go), with today's read
-// strategy and the new one.
+// strategy and the new one; then rotation (rotation.go): the store calls of
+// unchanged secrets and the time a new version takes to reach every pod,
+// time-scaled.
 //
 // Usage (as root, from the repository):
 //
-//	go run ./test/bench [-out docs/benchmarks.md] [-quick] [-realnode FILE] [-fleet=false | -fleet-only]
+//	go run ./test/bench [-out docs/benchmarks.md] [-quick] [-realnode FILE] [-fleet=false | -fleet-only] [-rotation=false | -rotation-only]
 //
 // BENCH_PPROF_DIR=dir additionally builds the driver with net/http/pprof
 // (through a build overlay; the sources are not changed) and saves CPU
@@ -48,9 +50,15 @@ func main() {
 	onDisk := flag.Bool("kubelet-root-disk", false, "keep the kubelet root on $TMPDIR's file system instead of a tmpfs of its own")
 	fleet := flag.Bool("fleet", true, "also run the fleet benchmark (several driver processes against one quota-limited store)")
 	fleetOnly := flag.Bool("fleet-only", false, "run only the fleet benchmark (its tables alone in the report)")
+	rotation := flag.Bool("rotation", true, "also run the rotation benchmark (time-scaled steady state and change propagation, about 1.5 minutes)")
+	rotationOnly := flag.Bool("rotation-only", false, "run only the rotation benchmark (its tables alone in the report)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "bench: unexpected arguments", flag.Args())
+		os.Exit(2)
+	}
+	if *fleetOnly && *rotationOnly {
+		fmt.Fprintln(os.Stderr, "bench: -fleet-only and -rotation-only exclude each other")
 		os.Exit(2)
 	}
 	// A closed stdout or stderr (| head) must not kill the run before its
@@ -58,7 +66,8 @@ func main() {
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	err := run(ctx, options{out: *out, quick: *quick, realnode: *realnode, memory: *memory, onDisk: *onDisk, pprofDir: os.Getenv("BENCH_PPROF_DIR"),
-		fleet: *fleet || *fleetOnly, fleetOnly: *fleetOnly})
+		fleet: (*fleet || *fleetOnly) && !*rotationOnly, fleetOnly: *fleetOnly,
+		rotation: (*rotation || *rotationOnly) && !*fleetOnly, rotationOnly: *rotationOnly})
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -70,6 +79,7 @@ type options struct {
 	out, realnode, memory, pprofDir string
 	quick, onDisk                   bool
 	fleet, fleetOnly                bool
+	rotation, rotationOnly          bool
 }
 
 // Results is everything one run measured.
@@ -77,6 +87,7 @@ type Results struct {
 	Started, Finished time.Time        // the whole run
 	Quick             bool             // -quick
 	FleetOnly         bool             // -fleet-only: only Fleet was measured
+	RotationOnly      bool             // -rotation-only: only Rotation was measured
 	Profiled          bool             // the driver had pprof compiled in
 	Samples           int              // per latency case
 	Machine           Machine          // where it ran
@@ -92,11 +103,14 @@ type Results struct {
 	// KubeletRootFS says where the kubelet root was; FS* are the medians of
 	// making and removing a target directory on the disk and on tmpfs.
 	KubeletRootFS          string
-	DiskMkdir, DiskRmdir   time.Duration // on $TMPDIR's file system
-	TmpfsMkdir, TmpfsRmdir time.Duration // on the kubelet root's tmpfs, if any
-	Profiles               []string      // files written for BENCH_PPROF_DIR
-	Fleet                  []*FleetRun   // table 8, one run per strategy
-	Background             Background    // how busy the machine was
+	DiskMkdir, DiskRmdir   time.Duration  // on $TMPDIR's file system
+	TmpfsMkdir, TmpfsRmdir time.Duration  // on the kubelet root's tmpfs, if any
+	Profiles               []string       // files written for BENCH_PPROF_DIR
+	Fleet                  []*FleetRun    // table 8, one run per strategy
+	Rotation               []*RotationRun // table 9, one run per class and pod count
+	RotationConfig         RotationConfig // its shape
+	RotationLoad           [2]string      // 1-minute load at its start and end
+	Background             Background     // how busy the machine was
 }
 
 // Background is how busy the machine was while the benchmark measured,
@@ -128,7 +142,7 @@ func run(ctx context.Context, o options) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: the driver mounts tmpfs volumes")
 	}
-	res := &Results{Started: time.Now(), Quick: o.quick, FleetOnly: o.fleetOnly, Profiled: o.pprofDir != "", Machine: machine()}
+	res := &Results{Started: time.Now(), Quick: o.quick, FleetOnly: o.fleetOnly, RotationOnly: o.rotationOnly, Profiled: o.pprofDir != "", Machine: machine()}
 	samples, warmup, republishN := 50, 3, 2000
 	if o.quick {
 		samples, warmup, republishN = 12, 2, 300
@@ -294,7 +308,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	res.VolumeMemory = driverArgs[0]
 	// The single-node benchmark (tables 1–5).
-	if !o.fleetOnly {
+	if !o.fleetOnly && !o.rotationOnly {
 		if err := func() error {
 			step("starting the driver (%s)", driverArgs[0])
 			e.drv, err = startDriver(ctx, DriverConfig{
@@ -422,6 +436,19 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		// The fleet starts drivers of its own: this one is done.
 		e.drv.Stop()
+	}
+
+	// The rotation benchmark (table 9): drivers of its own.
+	if o.rotation {
+		re := &rotEnv{bin: bin, tmp: tmp, iss: e.iss, cgroupBase: cgroupBase, step: step}
+		res.RotationConfig = rotationConfig(o.quick)
+		res.RotationLoad[0] = loadAvg()
+		runs, err := re.runRotation(ctx, res.RotationConfig)
+		res.RotationLoad[1] = loadAvg()
+		res.Rotation = runs
+		if err != nil {
+			return err
+		}
 	}
 
 	// The fleet benchmark (table 8).

@@ -257,6 +257,8 @@ func buildReport(r *Results) *Report {
 	}
 	fleetTargets, fleetTables := fleetReport(r)
 	targets.Rows = append(targets.Rows, fleetTargets...)
+	rotTargets, rotTables := rotationReport(r)
+	targets.Rows = append(targets.Rows, rotTargets...)
 	rep.Tables = append(rep.Tables, targets)
 
 	// Row 1 and 2.
@@ -403,6 +405,7 @@ func buildReport(r *Results) *Report {
 	}
 	rep.Tables = append(rep.Tables, memTab)
 	rep.Tables = append(rep.Tables, fleetTables...)
+	rep.Tables = append(rep.Tables, rotTables...)
 
 	inc := Table{
 		Title:  "Incumbent, quoted from the product brief (not measured here)",
@@ -424,15 +427,16 @@ func buildReport(r *Results) *Report {
 	}
 	rot := "-"
 	if rp := r.Republish; rp != nil {
-		rot = fmt.Sprintf("%d store calls per republish (no rotation yet: the files are kept)", rp.Calls/rp.N)
+		rot = fmt.Sprintf("%d store calls per republish of a class without rotation (table 4); with rotation, see the next rows", rp.Calls/rp.N)
 	}
 	inc.Rows = [][]string{
 		{"mount 10 Secrets Manager secrets, 20 ms per store call", "253 ms", mount10},
 		{"store calls for that mount", "11, sequential", calls10},
 		{"memory per node", "≈ 93 MiB in two processes, plus two sidecars", mem},
 		{"client rate limit", "5 requests/s", "none on store calls; 200 requests/s, burst 400, to the API server (configuration: --kube-api-qps default, not measured)"},
-		{"rotation check / republish", "refetches everything", rot},
+		{"republish", "refetches everything", rot},
 	}
+	inc.Rows = append(inc.Rows, incumbentRotationRows(r)...)
 	rep.Tables = append(rep.Tables, inc)
 
 	if r.FleetOnly {
@@ -448,6 +452,22 @@ func buildReport(r *Results) *Report {
 			rep.Intro[1], // the machine
 		}
 		rep.Tables = append([]Table{targets}, fleetTables...)
+	}
+	if r.RotationOnly {
+		// Only rotation was measured: its targets and tables alone, and
+		// the incumbent's rows on it.
+		targets.Rows = slices.DeleteFunc(targets.Rows, func(row []string) bool { return row[0] != rotationTargetRow })
+		size := fmt.Sprintf("a steady state of %d intervals", r.RotationConfig.Intervals)
+		if r.Quick {
+			size = "-quick: " + size
+		}
+		rep.Intro = []string{
+			fmt.Sprintf("Run %s UTC, rotation part only (-rotation-only, %s), runtime %s; tables 1–8 were not measured in this run.",
+				r.Started.UTC().Format("2006-01-02 15:04"), size, r.Finished.Sub(r.Started).Round(time.Second)),
+			rep.Intro[1], // the machine
+		}
+		inc.Rows = incumbentRotationRows(r)
+		rep.Tables = append(append([]Table{targets}, rotTables...), inc)
 	}
 	rep.Outro = append(rep.Outro, methodText...)
 	if len(r.Profiles) > 0 {
@@ -474,7 +494,7 @@ var methodText = []string{
 	"## Reproduce",
 	"As root, from the repository: `make bench` (writes this file), or `go run ./test/bench -out docs/benchmarks.md`; " +
 		"`-quick` for a smoke run of about a minute (fewer samples, a fleet of 5 nodes × 40 pods instead of 10 × 100); `-fleet-only` for the fleet " +
-		"tables alone, `-fleet=false` to skip them; `-realnode FILE` to include the e2e suite's real-node measurement; " +
+		"tables alone, `-fleet=false` to skip them; `-rotation-only` for the rotation tables alone (about 1.5 minutes), `-rotation=false` to skip them; `-realnode FILE` to include the e2e suite's real-node measurement; " +
 		"`BENCH_PPROF_DIR=DIR` to also save driver CPU and heap profiles (then `go tool pprof -top DIR/cpu-publish-sm10-warm-0ms.pprof`).",
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"strings"
@@ -90,6 +91,7 @@ const (
 	apiClass          = "get secretproviderclass"
 	apiServiceAccount = "get serviceaccount"
 	apiNode           = "get node"
+	apiEvent          = "write event"
 	apiOther          = "other (404)"
 )
 
@@ -109,11 +111,24 @@ type KubeAPI struct {
 
 // SetClass stores a SecretProviderClass of provider aws with parameters.
 func (k *KubeAPI) SetClass(namespace, name string, parameters map[string]string) {
+	k.setClass(namespace, name, map[string]any{"name": name, "namespace": namespace, "uid": "class-" + name, "resourceVersion": "1"},
+		map[string]any{"provider": "aws", "parameters": parameters})
+}
+
+// SetRotatingClass stores a SecretProviderClass like SetClass whose volumes
+// look for new versions every pollInterval (spec.rotation.pollInterval), at
+// metadata.generation 1.
+func (k *KubeAPI) SetRotatingClass(namespace, name string, parameters map[string]string, pollInterval time.Duration) {
+	k.setClass(namespace, name, map[string]any{"name": name, "namespace": namespace, "uid": "class-" + name, "resourceVersion": "1", "generation": 1},
+		map[string]any{"provider": "aws", "parameters": parameters, "rotation": map[string]any{"pollInterval": pollInterval.String()}})
+}
+
+func (k *KubeAPI) setClass(namespace, name string, metadata, spec map[string]any) {
 	b, err := json.Marshal(map[string]any{
 		"apiVersion": "podsecrets.dev/v1",
 		"kind":       "SecretProviderClass",
-		"metadata":   map[string]any{"name": name, "namespace": namespace, "uid": "class-" + name, "resourceVersion": "1"},
-		"spec":       map[string]any{"provider": "aws", "parameters": parameters},
+		"metadata":   metadata,
+		"spec":       spec,
 	})
 	if err != nil {
 		panic(err)
@@ -130,6 +145,9 @@ func (k *KubeAPI) SetClass(namespace, name string, parameters map[string]string)
 func apiKind(r *http.Request) string {
 	p := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	switch {
+	case len(p) >= 5 && len(p) <= 6 && p[0] == "api" && p[1] == "v1" && p[2] == "namespaces" && p[4] == "events" &&
+		(r.Method == http.MethodPost && len(p) == 5 || r.Method == http.MethodPatch && len(p) == 6):
+		return apiEvent
 	case r.Method != http.MethodGet:
 	case len(p) == 7 && p[0] == "apis" && p[1] == "podsecrets.dev" && p[2] == "v1" && p[3] == "namespaces" && p[5] == "secretproviderclasses":
 		return apiClass
@@ -168,6 +186,18 @@ func (k *KubeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				"annotations": map[string]string{"eks.amazonaws.com/role-arn": k.RoleARN},
 			},
 		})
+	case apiEvent:
+		// Accepted and not kept: the driver's events (a rotation's
+		// SecretsRotated, warnings) are counted, not stored.
+		b, err := io.ReadAll(r.Body)
+		if err != nil || r.Method == http.MethodPatch {
+			b, _ = json.Marshal(map[string]any{"apiVersion": "v1", "kind": "Event", "metadata": map[string]any{"name": p[5], "namespace": p[3]}})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusCreated)
+		}
+		w.Write(b)
 	case apiNode:
 		writeObject(w, map[string]any{
 			"apiVersion": "v1",
