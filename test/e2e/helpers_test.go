@@ -421,3 +421,82 @@ func secretCount(t *testing.T) int {
 	}
 	return len(l.Items)
 }
+
+// fakeCall posts a control request to the fake AWS store and decodes its
+// JSON reply into out (when out is not nil). It reports failures instead of
+// failing the test, so that any goroutine may call it.
+func fakeCall(path string, body, out any) error {
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(awsURL+path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("fake store %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("fake store %s: %d %s", path, resp.StatusCode, msg)
+	}
+	if out != nil {
+		if err := json.Unmarshal(msg, out); err != nil {
+			return fmt.Errorf("fake store %s: reply %q: %w", path, msg, err)
+		}
+	}
+	return nil
+}
+
+// putSecretVersion creates secret name or puts a new version of it (which
+// takes AWSCURRENT; the version that had it becomes AWSPREVIOUS) and returns
+// the secret's ARN and the new version's ID.
+func putSecretVersion(t *testing.T, name, value string) (arn, versionID string) {
+	t.Helper()
+	var r struct {
+		ARN       string `json:"arn"`
+		VersionID string `json:"versionId"`
+	}
+	if err := fakeCall("/_fake/secrets", map[string]string{"region": region, "name": name, "string": value}, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.ARN, r.VersionID
+}
+
+// putParameter creates SSM String parameter name or puts a new version of
+// it, and returns the version number.
+func putParameter(t *testing.T, name, value string) int64 {
+	t.Helper()
+	var r struct {
+		Version int64 `json:"version"`
+	}
+	if err := fakeCall("/_fake/parameters", map[string]string{"region": region, "name": name, "value": value, "type": "String"}, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Version
+}
+
+// logLine is one line of a container's log with the time the runtime
+// received it.
+type logLine struct {
+	at   time.Time
+	text string
+}
+
+// timedLogs returns the log of pod's (only or first) container, each line
+// with the runtime's timestamp.
+func timedLogs(ctx context.Context, ns, pod string) ([]logLine, error) {
+	raw, err := kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Timestamps: true}).Do(ctx).Raw()
+	if err != nil {
+		return nil, err
+	}
+	var out []logLine
+	for _, l := range strings.Split(strings.TrimRight(string(raw), "\n"), "\n") {
+		ts, text, ok := strings.Cut(l, " ")
+		if !ok {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			continue
+		}
+		out = append(out, logLine{at: at, text: text})
+	}
+	return out, nil
+}
