@@ -130,6 +130,7 @@ type Provider struct {
 	quotas              Quotas
 	share               *shareTable // nil: reads are not shared
 	versions            *versionTable
+	roles               roleCache
 
 	sm     *secretsmanager.Client
 	ssm    *ssm.Client

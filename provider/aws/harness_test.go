@@ -70,11 +70,19 @@ func (c *fakeClock) Advance(d time.Duration) {
 type fakeSAs struct {
 	mu   sync.Mutex
 	anns map[string]map[string]string // "ns/name" → annotations
+	n    int                          // reads
+}
+
+func (f *fakeSAs) reads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
 }
 
 func (f *fakeSAs) ServiceAccountAnnotations(_ context.Context, namespace, name string) (map[string]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.n++
 	a, ok := f.anns[namespace+"/"+name]
 	if !ok {
 		return nil, fmt.Errorf("serviceaccount %s/%s: %w", namespace, name, provider.ErrNotFound)

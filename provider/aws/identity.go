@@ -195,6 +195,10 @@ func (p *Provider) resolveIdentity(ctx context.Context, pod *provider.Pod, cfg *
 	}
 
 	sa := pod.Namespace + "/" + pod.ServiceAccount
+	if role, ok := p.roles.get(sa, p.now()); ok {
+		id.role = role
+		return id, nil
+	}
 	anns, err := p.serviceAccounts.ServiceAccountAnnotations(ctx, pod.Namespace, pod.ServiceAccount)
 	if err != nil {
 		kind := kindOf(err)
@@ -213,7 +217,49 @@ func (p *Provider) resolveIdentity(ctx context.Context, pod *provider.Pod, cfg *
 			"service account %s: annotation %q is %q, not an IAM role ARN", sa, RoleARNAnnotation, role)}
 	}
 	id.role = role
+	p.roles.put(sa, role, p.now())
 	return id, nil
+}
+
+// roleTTL is how long a service account's role annotation is reused. Every
+// Fetch needs it, and a rotation check of each volume is a Fetch: without
+// reuse 100 pods of a service account cost 100 GETs per poll interval, and a
+// burst of 100 mounts 100 GETs at once. IRSA itself applies a changed
+// annotation only to pods started after the change, so a new pod waiting up
+// to 30 s for it loses nothing a user can rely on.
+const roleTTL = 30 * time.Second
+
+// maxRoles bounds the role cache; past it, it starts over.
+const maxRoles = 4096
+
+// roleCache remembers the role annotation of service accounts.
+type roleCache struct {
+	mu sync.Mutex
+	m  map[string]roleEntry // "namespace/name" → role
+}
+
+type roleEntry struct {
+	role string
+	at   time.Time
+}
+
+func (c *roleCache) get(sa string, now time.Time) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[sa]
+	if !ok || now.Sub(e.at) >= roleTTL || now.Before(e.at) {
+		return "", false
+	}
+	return e.role, true
+}
+
+func (c *roleCache) put(sa, role string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxRoles {
+		c.m = map[string]roleEntry{}
+	}
+	c.m[sa] = roleEntry{role: role, at: now}
 }
 
 // credentials returns AWS credentials for id in region, cached.

@@ -206,11 +206,36 @@ func TestCredentialCache(t *testing.T) {
 	e.mustFetch(params)
 	e.wantCalls(map[string]int{opSTS: 4, opGetSecret: 8})
 
-	// A changed role annotation is a new key.
+	// A changed role annotation is a new key, once the role read last is
+	// older than roleTTL.
 	e.st.AddRole(store.Role{ARN: roleOther, Subjects: []string{"system:serviceaccount:app:web"}, Allow: []string{"*"}})
 	e.sas.set(testNS, testSA, map[string]string{RoleARNAnnotation: roleOther})
 	e.mustFetch(params)
-	e.wantCalls(map[string]int{opSTS: 5, opGetSecret: 9})
+	e.wantCalls(map[string]int{opSTS: 4, opGetSecret: 9})
+	e.clock.Advance(roleTTL)
+	e.mustFetch(params)
+	e.wantCalls(map[string]int{opSTS: 5, opGetSecret: 10})
+}
+
+// TestRoleReadOncePerTTL: the pods of a service account read its role
+// annotation once per roleTTL, not once per fetch.
+func TestRoleReadOncePerTTL(t *testing.T) {
+	e := newEnv(t)
+	e.secret(east, "db", "v")
+	params := map[string]string{"objects": sm("db")}
+	for i := range 5 {
+		if _, err := e.p.Fetch(context.Background(), e.podRequest(testNS, fmt.Sprintf("web-%d", i), testSA, params)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.sas.reads(); n != 1 {
+		t.Fatalf("5 fetches read the service account %d times, want 1", n)
+	}
+	e.clock.Advance(roleTTL)
+	e.mustFetch(params)
+	if n := e.sas.reads(); n != 2 {
+		t.Fatalf("after roleTTL: %d reads, want 2", n)
+	}
 }
 
 func TestCredentialCacheFailuresAreNotCached(t *testing.T) {
