@@ -157,6 +157,17 @@ func (f *fakeMounter) Unmount(target string) error {
 	return nil
 }
 
+func (f *fakeMounter) SetFSReadOnly(target string, ro bool) error { return f.SetReadOnly(target, ro) }
+
+// BindWritable stands in for a bind with a symlink: writes through at
+// land in target.
+func (f *fakeMounter) BindWritable(target, at string) error {
+	if err := os.Remove(at); err != nil {
+		return err
+	}
+	return os.Symlink(target, at)
+}
+
 func (f *fakeMounter) Status(target string) (mount.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -199,7 +210,7 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 		Version:      "test",
 		Providers:    provider.NewRegistry(h.provider, &fake.Provider{ProviderName: "other"}),
 		Classes:      kube.Classes{Client: dyn},
-		Volumes:      volume.New(volume.Options{Mounter: h.mounter, TmpfsSize: 1 << 20}),
+		Volumes:      volume.New(volume.Options{Mounter: h.mounter, TmpfsSize: 1 << 20, StagingDir: t.TempDir()}),
 		Events:       h.events,
 		Rotation:     &rotation.Tracker{Now: h.clock.Now},
 		Revisions:    kube.Revisions{Client: dyn},

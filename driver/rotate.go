@@ -42,6 +42,7 @@ type ClassSignaler interface {
 // returns the provider's name for metrics (noProvider when nothing was
 // checked).
 func (d *Driver) republish(ctx context.Context, pr *publishRequest, log *slog.Logger) string {
+	d.opts.Volumes.Harden(pr.target)
 	var sig rotation.Signal
 	if d.opts.ClassSignals != nil {
 		if s, ok := d.opts.ClassSignals.Signal(pr.pod.Namespace, pr.class); ok {
@@ -49,6 +50,14 @@ func (d *Driver) republish(ctx context.Context, pr *publishRequest, log *slog.Lo
 		}
 	}
 	rec, due, why, err := d.opts.Rotation.Due(pr.target, sig, func() (rotation.Record, bool, error) {
+		// The first republish this driver sees: a driver killed inside
+		// a rotation's write may have left links of the old set or the
+		// old version, which no check repairs if nothing changes.
+		if repaired, err := d.opts.Volumes.Tidy(pr.target); err != nil {
+			log.Warn("republish: tidying the volume failed", logkey.Error, err.Error())
+		} else if repaired {
+			log.Info("republish: volume tidied (a killed rotation's leftovers removed)")
+		}
 		return d.loadRecord(pr.target, log)
 	})
 	switch {

@@ -276,6 +276,48 @@ func swapSymlink(dir, tmp, name, target string) error {
 	return nil
 }
 
+// Tidy reports whether dir holds exactly what a finished WriteFileSet
+// leaves: "..data", the version it names, and a link through "..data" for
+// each top-level name of that version. A write killed after the switch
+// leaves links of the old set or the old version; Repair removes them.
+func Tidy(dir string) (bool, error) {
+	version, err := os.Readlink(filepath.Join(dir, DataDir))
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", DataDir, StripPath(err))
+	}
+	inVersion, err := os.ReadDir(filepath.Join(dir, version))
+	if err != nil {
+		return false, fmt.Errorf("list current version: %w", StripPath(err))
+	}
+	want := map[string]bool{}
+	for _, e := range inVersion {
+		if !strings.HasPrefix(e.Name(), "..") {
+			want[e.Name()] = true
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("list volume: %w", StripPath(err))
+	}
+	links := 0
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case name == DataDir || name == version:
+		case strings.HasPrefix(name, ".."):
+			return false, nil // another version, or a temporary link
+		case !want[name] || e.Type()&fs.ModeSymlink == 0:
+			return false, nil
+		default:
+			if t, err := os.Readlink(filepath.Join(dir, name)); err != nil || t != filepath.Join(DataDir, name) {
+				return false, nil
+			}
+			links++
+		}
+	}
+	return links == len(want), nil
+}
+
 // syncTopLevel makes the visible top-level names exactly want, each a
 // symlink through "..data".
 func syncTopLevel(dir string, want map[string]bool) error {

@@ -35,12 +35,26 @@ type TmpfsOptions struct {
 type Mounter interface {
 	// MountTmpfs mounts a new tmpfs on the existing directory target.
 	MountTmpfs(target string, opts TmpfsOptions) error
-	// SetReadOnly flips the read-only flag of the file system mounted at
-	// target. It is the file system's flag, not the mount's: container
-	// runtimes remount their bind of a volume read-write unless the pod asks
-	// otherwise, and only a read-only file system stays read-only through
-	// every bind.
+	// SetReadOnly flips the read-only flag of the mount at target, the
+	// commit mark of a volume, and of its file system. Kubelet's bind of
+	// the volume into a container copies the mount's flag (containerd and
+	// runc keep it unless the pod asks for more mount options: the e2e
+	// suite checks from inside pods that do not ask for read-only); the
+	// file system's flag also holds a bind that a runtime remounts
+	// read-write. The file system's flag is best effort: the kernel
+	// refuses it while a replaced file is still open (see SetFSReadOnly),
+	// and the mount's flag alone then keeps the pod's view read-only.
 	SetReadOnly(target string, readOnly bool) error
+	// SetFSReadOnly flips the read-only flag of the file system mounted at
+	// target only: a rotation writes through the driver's own bind while
+	// the pod's mount stays read-only. Making it read-only fails with
+	// EBUSY while a file that was replaced is still open (a pod holding
+	// its old certificate open).
+	SetFSReadOnly(target string, readOnly bool) error
+	// BindWritable mounts the file system mounted at target at the
+	// existing directory at too, writable: the driver's private view for
+	// writing into a volume whose pod's view stays read-only.
+	BindWritable(target, at string) error
 	// Unmount unmounts target; a target that is not a mount point is not an
 	// error.
 	Unmount(target string) error
@@ -58,8 +72,10 @@ type Status struct {
 	// Ours: the topmost mount at target is a tmpfs with this package's
 	// Source.
 	Ours bool
-	// ReadOnly: that mount's file system (its superblock) is read-only.
+	// ReadOnly: that mount, or its file system, is read-only.
 	ReadOnly bool
+	// FSReadOnly: its file system is read-only.
+	FSReadOnly bool
 }
 
 // System mounts through the kernel directly. Calling mount(2) instead of
@@ -84,15 +100,51 @@ func (System) MountTmpfs(target string, opts TmpfsOptions) error {
 	return nil
 }
 
-// SetReadOnly implements Mounter. A remount without MS_BIND changes the
-// superblock; empty data keeps the tmpfs size and mode.
-func (System) SetReadOnly(target string, readOnly bool) error {
+// SetReadOnly implements Mounter. MS_BIND|MS_REMOUNT changes the mount's
+// flags only; a remount without MS_BIND changes the file system's (empty
+// data keeps the tmpfs size and mode). Errors leave out the path, which
+// holds the pod's UID: kubelet merges repeated events only when their
+// messages are equal.
+func (m System) SetReadOnly(target string, readOnly bool) error {
+	if readOnly {
+		if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|pinnedFlags, ""); err != nil {
+			return fmt.Errorf("remount the volume read-only: %w", err)
+		}
+		if err := m.SetFSReadOnly(target, true); err != nil && !errors.Is(err, unix.EBUSY) {
+			return err
+		}
+		return nil
+	}
+	if err := m.SetFSReadOnly(target, false); err != nil {
+		return err
+	}
+	if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|pinnedFlags, ""); err != nil {
+		return fmt.Errorf("remount the volume writable: %w", err)
+	}
+	return nil
+}
+
+// SetFSReadOnly implements Mounter.
+func (System) SetFSReadOnly(target string, readOnly bool) error {
 	flags := uintptr(unix.MS_REMOUNT | pinnedFlags)
 	if readOnly {
 		flags |= unix.MS_RDONLY
 	}
 	if err := unix.Mount("", target, "", flags, ""); err != nil {
-		return fmt.Errorf("remount %s read-only=%t: %w", target, readOnly, err)
+		return fmt.Errorf("remount the volume's file system read-only=%t: %w", readOnly, err)
+	}
+	return nil
+}
+
+// BindWritable implements Mounter. The bind copies target's read-only flag,
+// so a second remount clears it on the new mount alone.
+func (System) BindWritable(target, at string) error {
+	if err := unix.Mount(target, at, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind the volume for writing: %w", err)
+	}
+	if err := unix.Mount("", at, "", unix.MS_REMOUNT|unix.MS_BIND|pinnedFlags, ""); err != nil {
+		unix.Unmount(at, unix.MNT_DETACH)
+		return fmt.Errorf("make the volume's bind writable: %w", err)
 	}
 	return nil
 }
@@ -107,8 +159,8 @@ func (System) Unmount(target string) error {
 }
 
 // Status implements Mounter. It reads /proc/self/mountinfo, about 0.1 ms
-// with a few hundred mounts: the superblock's read-only flag and the mount's
-// source are only there, and a publish needs both.
+// with a few hundred mounts: the read-only flags and the mount's source are
+// only there, and a publish needs both.
 func (System) Status(target string) (Status, error) {
 	// mountinfo names mount points in clean form; an unclean target would
 	// look unmounted and be mounted over.
@@ -131,9 +183,10 @@ func (System) Status(target string) (Status, error) {
 		return Status{}, nil
 	}
 	return Status{
-		Mounted:  true,
-		Ours:     top.FSType == "tmpfs" && top.Source == Source,
-		ReadOnly: hasOption(top.VFSOptions, "ro"),
+		Mounted:    true,
+		Ours:       top.FSType == "tmpfs" && top.Source == Source,
+		ReadOnly:   hasOption(top.Options, "ro") || hasOption(top.VFSOptions, "ro"),
+		FSReadOnly: hasOption(top.VFSOptions, "ro"),
 	}, nil
 }
 

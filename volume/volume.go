@@ -59,7 +59,8 @@ func (s State) String() string {
 // Failpoints of Publish, beside those of mount.WriteFileSet.
 const (
 	FailAfterMount      = "volume/after-mount"      // tmpfs mounted, nothing written
-	FailAfterWritable   = "volume/after-writable"   // update: remounted writable, nothing written
+	FailAfterWritable   = "volume/after-writable"   // update: the driver's writable bind made, nothing written
+	FailAfterUpdate     = "volume/after-update"     // update: written, the bind gone, the caller not yet answered
 	FailBeforeReadOnly  = "volume/before-readonly"  // set written, file system still writable
 	FailAfterReadOnly   = "volume/after-readonly"   // complete, the caller not yet answered
 	FailBeforeUnmount   = "volume/before-unmount"   // unpublish: still mounted
@@ -136,7 +137,14 @@ type Options struct {
 	// hold in the driver before their files are written (see Admit); 0
 	// means no bound.
 	PublishMemory int64
+	// StagingDir holds the driver's writable binds of mounted volumes
+	// while it rotates them; os.TempDir() if empty. Recover unmounts what
+	// a killed driver left there.
+	StagingDir string
 }
+
+// stagePrefix starts the name of every writable bind in StagingDir.
+const stagePrefix = "podsecrets-stage-"
 
 // Manager publishes and unpublishes volumes. It keeps no state a decision
 // depends on: the state of a target is read from the node each time. What it
@@ -158,6 +166,9 @@ func New(o Options) *Manager {
 	}
 	if o.MaxWriters <= 0 {
 		o.MaxWriters = 2
+	}
+	if o.StagingDir == "" {
+		o.StagingDir = os.TempDir()
 	}
 	return &Manager{o: o, sem: make(chan struct{}, o.MaxWriters), admit: newAdmission(o.PublishMemory, o.TmpfsSize), used: map[string]int64{}}
 }
@@ -298,11 +309,12 @@ func (m *Manager) seal(target string) error {
 
 // Update swaps a new file set into the Complete volume v.Target, for a
 // rotation: wait for room for the data, fetch it (a nil set means nothing
-// changed: nothing is written and written is false), then make the tmpfs
-// writable for as long as the atomic write takes and read-only again. The
-// pod keeps a whole set on every failure: the old one before the "..data"
-// swap, the new one after it. A driver killed inside the write window
-// leaves an Incomplete volume that Publish seals.
+// changed: nothing is written and written is false), then write it through
+// a writable bind of the volume that only the driver sees. The pod's view
+// stays read-only throughout, and the pod reads the old set until the one
+// rename of "..data" switches it to the new one; a failure or a kill at any
+// step leaves one whole set, old or new, and at most leftovers that the
+// next write, or Tidy, removes.
 //
 // The old and the new set are on the tmpfs together for a moment, so a
 // volume more than half full cannot rotate: that fails with ErrTooLarge
@@ -336,34 +348,67 @@ func (m *Manager) Update(ctx context.Context, v Volume) (written bool, err error
 		return false, ctx.Err()
 	}
 	defer func() { <-m.sem }()
-	if err := m.o.Mounter.SetReadOnly(v.Target, false); err != nil {
-		return false, err
-	}
-	defer func() {
-		if err != nil {
-			// Whichever whole set "..data" names stays, read-only; if
-			// this fails too, the volume reads as Incomplete and the
-			// next publish seals it.
-			m.o.Mounter.SetReadOnly(v.Target, true)
+	err = m.writable(v.Target, func(stage string) error {
+		if err := failpoint.Inject(FailAfterWritable); err != nil {
+			return err
 		}
-	}()
-	if err := failpoint.Inject(FailAfterWritable); err != nil {
-		return false, err
-	}
-	if err := m.o.Writer.WriteFileSet(ctx, v.PodUID, v.Target, files, v.GID); err != nil {
-		if errors.Is(err, unix.ENOSPC) {
-			return false, fmt.Errorf("%w: %v; a rotation needs room for the old and the new set at once: %d bytes for the new one, of the %d each volume may hold (raise the driver's --tmpfs-size, Helm value tmpfsSize)",
-				ErrTooLarge, err, mount.SpaceNeeded(files), m.o.TmpfsSize)
+		if err := m.o.Writer.WriteFileSet(ctx, v.PodUID, stage, files, v.GID); err != nil {
+			if errors.Is(err, unix.ENOSPC) {
+				return fmt.Errorf("%w: %v; a rotation needs room for the old and the new set at once: %d bytes for the new one, of the %d each volume may hold (raise the driver's --tmpfs-size, Helm value tmpfsSize)",
+					ErrTooLarge, err, mount.SpaceNeeded(files), m.o.TmpfsSize)
+			}
+			return fmt.Errorf("write volume files: %w", err)
 		}
-		return false, fmt.Errorf("write volume files: %w", err)
-	}
-	if err := failpoint.Inject(FailBeforeReadOnly); err != nil {
+		return nil
+	})
+	if err != nil {
 		return false, err
 	}
-	if err := m.o.Mounter.SetReadOnly(v.Target, true); err != nil {
+	return true, failpoint.Inject(FailAfterUpdate)
+}
+
+// Harden makes the file system of the Complete volume at target read-only
+// again if an Update left it writable: the kernel refuses that while a pod
+// holds a replaced file open, so it is tried after every write and at every
+// republish until it takes. Until then the mount's own flag keeps the pod's
+// view read-only.
+func (m *Manager) Harden(target string) {
+	if s, err := m.o.Mounter.Status(target); err == nil && s.Mounted && s.Ours && s.ReadOnly && !s.FSReadOnly {
+		m.o.Mounter.SetFSReadOnly(target, true)
+	}
+}
+
+// Tidy finishes what a write killed inside an Update left in the Complete
+// volume at target (links of the set "..data" names, other versions), if
+// anything, through the driver's writable bind. It needs no store.
+func (m *Manager) Tidy(target string) (repaired bool, err error) {
+	tidy, err := mount.Tidy(target)
+	if err != nil || tidy {
 		return false, err
 	}
-	return true, failpoint.Inject(FailAfterReadOnly)
+	return true, m.writable(target, mount.Repair)
+}
+
+// writable runs write on a writable bind of the volume at target in
+// StagingDir, removes the bind and makes the file system read-only again
+// (see Harden). The file system is made writable through the bind, not
+// through target: a remount of the file system also resets the flags of
+// the mount it is done on, and the pod's mount must stay read-only.
+func (m *Manager) writable(target string, write func(stage string) error) error {
+	stage, err := os.MkdirTemp(m.o.StagingDir, stagePrefix)
+	if err != nil {
+		return fmt.Errorf("create a staging directory: %w", mount.StripPath(err))
+	}
+	defer os.Remove(stage)
+	if err := m.o.Mounter.BindWritable(target, stage); err != nil {
+		return err
+	}
+	defer m.o.Mounter.Unmount(stage)
+	defer m.Harden(target)
+	if err := m.o.Mounter.SetFSReadOnly(stage, false); err != nil {
+		return err
+	}
+	return write(stage)
 }
 
 // ReadFile returns the data of the file at p (a path of the set, or
@@ -472,6 +517,12 @@ type Found struct {
 // NodeLimit. Incomplete volumes stay as they are: kubelet, which never got
 // success for them, retries their publish, and that completes them.
 func (m *Manager) Recover(podsDir string) ([]Found, error) {
+	// A driver killed inside an Update leaves its writable bind.
+	stages, _ := filepath.Glob(filepath.Join(m.o.StagingDir, stagePrefix+"*"))
+	for _, s := range stages {
+		m.o.Mounter.Unmount(s)
+		os.Remove(s)
+	}
 	targets, err := mount.Mounts(podsDir)
 	if err != nil {
 		return nil, err

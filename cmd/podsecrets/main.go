@@ -273,6 +273,13 @@ func runDriver(args []string) error {
 		go w.Run(ctx)
 		signals = w
 	}
+	// The driver's writable binds of volumes it rotates: beside its socket,
+	// in a directory of its own on the node, so that a restarted driver
+	// finds what a killed one left.
+	stagingDir := filepath.Join(filepath.Dir(socket), "staging")
+	if err := os.MkdirAll(stagingDir, 0o700); err != nil {
+		return fmt.Errorf("create staging directory: %w", err)
+	}
 	reg := prometheus.NewRegistry()
 	d, err := driver.New(driver.Options{
 		NodeID:    c.nodeID,
@@ -288,6 +295,7 @@ func runDriver(args []string) error {
 			// The values of volumes in flight, bounded so that a burst of
 			// large volumes cannot take the driver past its memory limit.
 			PublishMemory: publishMemory.Value(),
+			StagingDir:    stagingDir,
 		}),
 		Rotation:     &rotation.Tracker{Floor: c.minPollInterval},
 		Revisions:    kube.Revisions{Client: dyn},

@@ -110,7 +110,7 @@ func serveDriver(sock string) error {
 		NodeID:    "crash",
 		Providers: provider.NewRegistry(p),
 		Classes:   kube.Classes{Client: dyn},
-		Volumes:   volume.New(volume.Options{Mounter: mount.System{}, Writer: w, TmpfsSize: 1 << 20}),
+		Volumes:   volume.New(volume.Options{Mounter: mount.System{}, Writer: w, TmpfsSize: 1 << 20, StagingDir: os.Getenv(envRoot)}),
 		Logger:    slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
@@ -397,8 +397,7 @@ var rotationPoints = []string{
 	mount.FailBeforeSwap,
 	mount.FailAfterSwap,
 	mount.FailAfterLinks,
-	volume.FailBeforeReadOnly,
-	volume.FailAfterReadOnly,
+	volume.FailAfterUpdate,
 }
 
 // generation returns which generation of files a reader that resolves
