@@ -95,7 +95,7 @@ func (System) MountTmpfs(target string, opts TmpfsOptions) error {
 		data += fmt.Sprintf(",size=%d", opts.SizeBytes)
 	}
 	if err := unix.Mount(Source, target, "tmpfs", pinnedFlags, data); err != nil {
-		return fmt.Errorf("mount tmpfs at %s: %w", target, err)
+		return fmt.Errorf("mount the volume's tmpfs: %w", err)
 	}
 	return nil
 }
@@ -155,7 +155,7 @@ func (System) Unmount(target string) error {
 	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 		return nil
 	}
-	return fmt.Errorf("unmount %s: %w", target, err)
+	return fmt.Errorf("unmount the volume: %w", err)
 }
 
 // Status implements Mounter. It reads /proc/self/mountinfo, about 0.1 ms
