@@ -159,6 +159,23 @@ func (f *fakeMounter) Unmount(target string) error {
 
 func (f *fakeMounter) SetFSReadOnly(target string, ro bool) error { return f.SetReadOnly(target, ro) }
 
+// Bind stands in for a bind by moving source's content to target.
+func (f *fakeMounter) Bind(source, target string) error {
+	if err := os.Remove(target); err != nil {
+		return err
+	}
+	if err := os.Rename(source, target); err != nil {
+		return err
+	}
+	if err := os.Mkdir(source, 0o700); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mounted[target], f.readOnly[target] = true, f.readOnly[source]
+	return nil
+}
+
 // BindWritable stands in for a bind with a symlink: writes through at
 // land in target.
 func (f *fakeMounter) BindWritable(target, at string) error {

@@ -42,7 +42,6 @@ type ClassSignaler interface {
 // returns the provider's name for metrics (noProvider when nothing was
 // checked).
 func (d *Driver) republish(ctx context.Context, pr *publishRequest, log *slog.Logger) string {
-	d.opts.Volumes.Harden(pr.target)
 	var sig rotation.Signal
 	if d.opts.ClassSignals != nil {
 		if s, ok := d.opts.ClassSignals.Signal(pr.pod.Namespace, pr.class); ok {

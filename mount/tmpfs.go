@@ -35,22 +35,24 @@ type TmpfsOptions struct {
 type Mounter interface {
 	// MountTmpfs mounts a new tmpfs on the existing directory target.
 	MountTmpfs(target string, opts TmpfsOptions) error
-	// SetReadOnly flips the read-only flag of the mount at target, the
-	// commit mark of a volume, and of its file system. Kubelet's bind of
-	// the volume into a container copies the mount's flag (containerd and
-	// runc keep it unless the pod asks for more mount options: the e2e
-	// suite checks from inside pods that do not ask for read-only); the
-	// file system's flag also holds a bind that a runtime remounts
-	// read-write. The file system's flag is best effort: the kernel
-	// refuses it while a replaced file is still open (see SetFSReadOnly),
-	// and the mount's flag alone then keeps the pod's view read-only.
+	// SetReadOnly flips the read-only flag of the mount at target only,
+	// not of its file system. A volume is written on a mount of its own,
+	// made read-only there and only then bound onto its target (Bind): the
+	// bind, like every mount it propagates to (kubelet's, in the host's
+	// mount namespace) and every bind made of it (the container's), copies
+	// that flag, while a later change of a mount's flags reaches no other
+	// mount. The file system stays writable for the driver's own binds
+	// (BindWritable), so a rotation never touches the pod's view.
 	SetReadOnly(target string, readOnly bool) error
 	// SetFSReadOnly flips the read-only flag of the file system mounted at
-	// target only: a rotation writes through the driver's own bind while
-	// the pod's mount stays read-only. Making it read-only fails with
-	// EBUSY while a file that was replaced is still open (a pod holding
-	// its old certificate open).
+	// target, which every mount of it obeys; it also resets the flags of
+	// the mount at target. Only volumes of older drivers, which marked the
+	// file system read-only, need it. The kernel refuses read-only with
+	// EBUSY while a replaced file is still open.
 	SetFSReadOnly(target string, readOnly bool) error
+	// Bind mounts the mount at source at the existing directory target
+	// too, with source's flags.
+	Bind(source, target string) error
 	// BindWritable mounts the file system mounted at target at the
 	// existing directory at too, writable: the driver's private view for
 	// writing into a volume whose pod's view stays read-only.
@@ -101,30 +103,29 @@ func (System) MountTmpfs(target string, opts TmpfsOptions) error {
 }
 
 // SetReadOnly implements Mounter. MS_BIND|MS_REMOUNT changes the mount's
-// flags only; a remount without MS_BIND changes the file system's (empty
-// data keeps the tmpfs size and mode). Errors leave out the path, which
-// holds the pod's UID: kubelet merges repeated events only when their
-// messages are equal.
-func (m System) SetReadOnly(target string, readOnly bool) error {
+// flags only. Errors leave out the path, which holds the pod's UID: kubelet
+// merges repeated events only when their messages are equal.
+func (System) SetReadOnly(target string, readOnly bool) error {
+	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | pinnedFlags)
 	if readOnly {
-		if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|pinnedFlags, ""); err != nil {
-			return fmt.Errorf("remount the volume read-only: %w", err)
-		}
-		if err := m.SetFSReadOnly(target, true); err != nil && !errors.Is(err, unix.EBUSY) {
-			return err
-		}
-		return nil
+		flags |= unix.MS_RDONLY
 	}
-	if err := m.SetFSReadOnly(target, false); err != nil {
-		return err
-	}
-	if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|pinnedFlags, ""); err != nil {
-		return fmt.Errorf("remount the volume writable: %w", err)
+	if err := unix.Mount("", target, "", flags, ""); err != nil {
+		return fmt.Errorf("remount the volume read-only=%t: %w", readOnly, err)
 	}
 	return nil
 }
 
-// SetFSReadOnly implements Mounter.
+// Bind implements Mounter.
+func (System) Bind(source, target string) error {
+	if err := unix.Mount(source, target, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind the volume onto its target: %w", err)
+	}
+	return nil
+}
+
+// SetFSReadOnly implements Mounter. A remount without MS_BIND changes the
+// file system's flags; empty data keeps the tmpfs size and mode.
 func (System) SetFSReadOnly(target string, readOnly bool) error {
 	flags := uintptr(unix.MS_REMOUNT | pinnedFlags)
 	if readOnly {

@@ -67,42 +67,61 @@ func TestSystemTmpfs(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A bind of the volume that the runtime remounts read-write, as runc
-	// does for a pod that does not ask for read-only, stays unwritable.
-	view := filepath.Join(t.TempDir(), "view")
-	if err := os.Mkdir(view, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount(target, view, "", unix.MS_BIND, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Unmount(view, unix.MNT_DETACH) })
 	if err := m.SetReadOnly(target, true); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := m.Status(target); err != nil || !s.ReadOnly {
-		t.Fatalf("Status after SetReadOnly = %+v, %v; want read-only", s, err)
+	if s, err := m.Status(target); err != nil || !s.ReadOnly || s.FSReadOnly {
+		t.Fatalf("Status after SetReadOnly = %+v, %v; want a read-only mount of a writable file system", s, err)
 	}
 	if mounts, err := Mounts(filepath.Dir(target)); err != nil || len(mounts) != 1 || mounts[0] != target {
 		t.Fatalf("Mounts = %v, %v; want only %s", mounts, err, target)
 	}
-	if err := unix.Mount("", view, "", unix.MS_REMOUNT|unix.MS_BIND|pinnedFlags, ""); err != nil {
-		t.Fatalf("remount the bind read-write: %v", err)
+	// A bind of the read-only mount (kubelet's into a container) copies
+	// its flag; the driver's writable bind writes into the same files.
+	view := filepath.Join(t.TempDir(), "view")
+	stage := filepath.Join(t.TempDir(), "stage")
+	for _, d := range []string{view, stage} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
+	if err := m.Bind(target, view); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(view, unix.MNT_DETACH) })
+	if err := m.BindWritable(target, stage); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(stage, unix.MNT_DETACH) })
 	for _, dir := range []string{target, view} {
 		if err := os.WriteFile(filepath.Join(dir, "x"), nil, 0o600); !errors.Is(err, unix.EROFS) {
 			t.Fatalf("write to %s of a read-only volume = %v, want EROFS", dir, err)
 		}
 	}
-	if err := m.SetReadOnly(target, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFileSet(target, files("a", "2"), nil); err != nil {
-		t.Fatalf("write after flipping to read-write: %v", err)
+	if err := WriteFileSet(stage, files("a", "2"), nil); err != nil {
+		t.Fatalf("write through the writable bind: %v", err)
 	}
 	if b, err := os.ReadFile(filepath.Join(view, "a")); err != nil || string(b) != "2" {
-		t.Fatalf("bind view reads %q, %v; want the new version", b, err)
+		t.Fatalf("the read-only bind reads %q, %v; want the new version", b, err)
 	}
+	if s, err := m.Status(target); err != nil || !s.ReadOnly {
+		t.Fatalf("the writable bind changed the target's mount: %+v, %v", s, err)
+	}
+	// The file system's flag holds every mount of it, the writable bind
+	// too; through the bind it leaves the target's own flag alone.
+	if err := m.SetFSReadOnly(stage, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stage, "x"), nil, 0o600); !errors.Is(err, unix.EROFS) {
+		t.Fatalf("write through the writable bind of a read-only file system = %v, want EROFS", err)
+	}
+	if err := m.SetFSReadOnly(stage, false); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := m.Status(target); err != nil || !s.ReadOnly || s.FSReadOnly {
+		t.Fatalf("Status after the file system's round trip = %+v, %v", s, err)
+	}
+	unix.Unmount(stage, 0)
 	st = unix.Statfs_t{}
 	if err := unix.Statfs(target, &st); err != nil || uint64(st.Blocks)*uint64(st.Bsize) != 1<<20 {
 		t.Fatalf("remounts changed the size limit (%d blocks, %v)", st.Blocks, err)

@@ -6,14 +6,17 @@
 // A volume is in one of three states:
 //
 //   - Absent: nothing is mounted at the target.
-//   - Incomplete: our tmpfs is mounted but not yet complete and read-only;
-//     a driver killed in the middle of a publish leaves this.
-//   - Complete: our tmpfs, "..data" names a version, and the file system is
+//   - Incomplete: our tmpfs is mounted but writable or without "..data";
+//     older drivers, which wrote on the target itself, left this when
+//     killed mid-publish.
+//   - Complete: our tmpfs, "..data" names a version, and the mount is
 //     read-only.
 //
-// The read-only flag is the commit mark: it is set only after the whole file
-// set and its links are written, and only Complete answers a publish with
-// success. A fourth state, Foreign, is a mount that is not ours.
+// The read-only flag is the commit mark: a volume is written on a mount of
+// its own in StagingDir, made read-only there, and only then bound onto the
+// target, so the target goes from Absent to Complete in one step. Only
+// Complete answers a publish with success. A fourth state, Foreign, is a
+// mount that is not ours.
 package volume
 
 import (
@@ -193,17 +196,17 @@ type Volume struct {
 
 // Publish brings v.Target from state from (Absent or Incomplete, as Inspect
 // said a moment ago under the caller's per-target lock) to Complete: wait for
-// room for the volume's data, fetch it, mount a tmpfs if there is none, write
-// the whole set, make it read-only. On error whatever this publish or an
-// earlier, killed one left at the target is unmounted and removed: no pod
-// uses a volume that never completed, it holds no memory while kubelet backs
-// off, and the retry starts from Absent.
+// room for the volume's data, fetch it, mount a tmpfs in StagingDir, write
+// the whole set there, make that mount read-only and bind it onto the
+// target. On error nothing is left at the target: no pod uses a volume that
+// never completed, and it holds no memory while kubelet backs off. An
+// Incomplete volume (an older driver's, killed mid-publish) is unmounted and
+// made anew.
 //
 // An Incomplete volume whose "..data" names a version is sealed instead
 // (sealed is true): that version was whole before it was named, and a pod
-// may be running on it (a driver killed inside an Update leaves this), so
-// it is kept, its links repaired and the file system made read-only,
-// without a fetch. Nothing is unmounted if that fails.
+// may be running on it, so it is kept, its links repaired and the volume
+// made read-only, without a fetch. Nothing is unmounted if that fails.
 func (m *Manager) Publish(ctx context.Context, from State, v Volume) (sealed bool, err error) {
 	if from != Absent && from != Incomplete {
 		return false, fmt.Errorf("publish from state %v", from)
@@ -252,32 +255,38 @@ func (m *Manager) publish(ctx context.Context, from State, v Volume) (err error)
 		return ctx.Err()
 	}
 	defer func() { <-m.sem }()
-	switch from {
-	case Absent:
+	if from == Incomplete {
+		// Left by an older driver killed mid-publish: no pod has used
+		// it, so it goes, and the volume is made anew.
 		touched = true
-		if err := os.Mkdir(v.Target, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("create target: %w", mount.StripPath(err))
-		}
-		if err := m.o.Mounter.MountTmpfs(v.Target, mount.TmpfsOptions{SizeBytes: m.o.TmpfsSize, GID: v.GID}); err != nil {
-			return err
-		}
-		if err := failpoint.Inject(FailAfterMount); err != nil {
-			return err
-		}
-	case Incomplete:
-		// Writable already unless a remount to read-only happened without
-		// "..data"; making sure costs one remount.
-		if err := m.o.Mounter.SetReadOnly(v.Target, false); err != nil {
-			return err
-		}
-		// No pod has used a volume that never completed: what a killed
-		// writer left goes first, or a large volume would not fit beside
-		// its own half-written copy.
-		if err := clearDir(v.Target); err != nil {
+		if err := m.Unpublish(v.Target); err != nil {
 			return err
 		}
 	}
-	if err := m.o.Writer.WriteFileSet(ctx, v.PodUID, v.Target, files, v.GID); err != nil {
+	touched = true
+	if err := os.Mkdir(v.Target, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create target: %w", mount.StripPath(err))
+	}
+	// The volume is written on a mount of its own, made read-only there,
+	// and only then bound onto the target: the target goes from nothing
+	// to a complete, read-only volume in one step, and kubelet's copy of
+	// the mount (in the host's mount namespace) and the container's bind
+	// of it copy the read-only flag (see mount.Mounter.SetReadOnly). A
+	// kill at any step before the bind leaves the target empty and a
+	// mount in StagingDir that Recover removes.
+	stage, err := os.MkdirTemp(m.o.StagingDir, stagePrefix)
+	if err != nil {
+		return fmt.Errorf("create a staging directory: %w", mount.StripPath(err))
+	}
+	defer os.Remove(stage)
+	if err := m.o.Mounter.MountTmpfs(stage, mount.TmpfsOptions{SizeBytes: m.o.TmpfsSize, GID: v.GID}); err != nil {
+		return err
+	}
+	defer m.o.Mounter.Unmount(stage)
+	if err := failpoint.Inject(FailAfterMount); err != nil {
+		return err
+	}
+	if err := m.o.Writer.WriteFileSet(ctx, v.PodUID, stage, files, v.GID); err != nil {
 		if errors.Is(err, unix.ENOSPC) {
 			return fmt.Errorf("%w: %v; the volume needs %d bytes of the %d each volume may hold (raise the driver's --tmpfs-size, Helm value tmpfsSize)",
 				ErrTooLarge, err, mount.SpaceNeeded(files), m.o.TmpfsSize)
@@ -287,15 +296,21 @@ func (m *Manager) publish(ctx context.Context, from State, v Volume) (err error)
 	if err := failpoint.Inject(FailBeforeReadOnly); err != nil {
 		return err
 	}
-	if err := m.o.Mounter.SetReadOnly(v.Target, true); err != nil {
+	if err := m.o.Mounter.SetReadOnly(stage, true); err != nil {
+		return err
+	}
+	if err := m.o.Mounter.Bind(stage, v.Target); err != nil {
 		return err
 	}
 	return failpoint.Inject(FailAfterReadOnly)
 }
 
-// seal makes the committed set of target complete and read-only.
+// seal makes the committed set of target complete and read-only. Only an
+// older driver, which wrote on the target itself and marked the file system
+// read-only, leaves such a volume; a pod's bind of it then obeys the file
+// system's flag alone, so that is the flag restored.
 func (m *Manager) seal(target string) error {
-	if err := m.o.Mounter.SetReadOnly(target, false); err != nil {
+	if err := m.o.Mounter.SetFSReadOnly(target, false); err != nil {
 		return err
 	}
 	if err := mount.Repair(target); err != nil {
@@ -304,7 +319,13 @@ func (m *Manager) seal(target string) error {
 	if err := failpoint.Inject(FailBeforeReadOnly); err != nil {
 		return err
 	}
-	return m.o.Mounter.SetReadOnly(target, true)
+	if err := m.o.Mounter.SetReadOnly(target, true); err != nil {
+		return err
+	}
+	if err := m.o.Mounter.SetFSReadOnly(target, true); err != nil && !errors.Is(err, unix.EBUSY) {
+		return err
+	}
+	return nil
 }
 
 // Update swaps a new file set into the Complete volume v.Target, for a
@@ -367,17 +388,6 @@ func (m *Manager) Update(ctx context.Context, v Volume) (written bool, err error
 	return true, failpoint.Inject(FailAfterUpdate)
 }
 
-// Harden makes the file system of the Complete volume at target read-only
-// again if an Update left it writable: the kernel refuses that while a pod
-// holds a replaced file open, so it is tried after every write and at every
-// republish until it takes. Until then the mount's own flag keeps the pod's
-// view read-only.
-func (m *Manager) Harden(target string) {
-	if s, err := m.o.Mounter.Status(target); err == nil && s.Mounted && s.Ours && s.ReadOnly && !s.FSReadOnly {
-		m.o.Mounter.SetFSReadOnly(target, true)
-	}
-}
-
 // Tidy finishes what a write killed inside an Update left in the Complete
 // volume at target (links of the set "..data" names, other versions), if
 // anything, through the driver's writable bind. It needs no store.
@@ -390,11 +400,15 @@ func (m *Manager) Tidy(target string) (repaired bool, err error) {
 }
 
 // writable runs write on a writable bind of the volume at target in
-// StagingDir, removes the bind and makes the file system read-only again
-// (see Harden). The file system is made writable through the bind, not
-// through target: a remount of the file system also resets the flags of
-// the mount it is done on, and the pod's mount must stay read-only.
+// StagingDir, and removes the bind. The file system of a volume of an older
+// driver is read-only: it is made writable for the write, through the bind
+// (a remount of the file system also resets the flags of the mount it is
+// done on, and the target's must stay), and read-only again after it.
 func (m *Manager) writable(target string, write func(stage string) error) error {
+	st, err := m.o.Mounter.Status(target)
+	if err != nil {
+		return err
+	}
 	stage, err := os.MkdirTemp(m.o.StagingDir, stagePrefix)
 	if err != nil {
 		return fmt.Errorf("create a staging directory: %w", mount.StripPath(err))
@@ -404,9 +418,11 @@ func (m *Manager) writable(target string, write func(stage string) error) error 
 		return err
 	}
 	defer m.o.Mounter.Unmount(stage)
-	defer m.Harden(target)
-	if err := m.o.Mounter.SetFSReadOnly(stage, false); err != nil {
-		return err
+	if st.FSReadOnly {
+		if err := m.o.Mounter.SetFSReadOnly(stage, false); err != nil {
+			return err
+		}
+		defer m.o.Mounter.SetFSReadOnly(stage, true)
 	}
 	return write(stage)
 }
@@ -414,20 +430,6 @@ func (m *Manager) writable(target string, write func(stage string) error) error 
 // ReadFile returns the data of the file at p (a path of the set, or
 // mount.RecordFile) of the volume at target.
 func (m *Manager) ReadFile(target, p string) ([]byte, error) { return mount.ReadFile(target, p) }
-
-// clearDir removes everything inside dir.
-func clearDir(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("list incomplete volume: %w", mount.StripPath(err))
-	}
-	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return fmt.Errorf("clear incomplete volume: %w", mount.StripPath(err))
-		}
-	}
-	return nil
-}
 
 // cleanup undoes a failed publish: unmount, remove the directory, forget the
 // bytes. Its own failures leave a state the next call reads and handles.
