@@ -170,6 +170,12 @@ func TestAPIKind(t *testing.T) {
 		{http.MethodGet, "/api/v1/namespaces/bench/events", apiOther},
 		{http.MethodPost, "/api/v1/namespaces/bench/events/x", apiOther},
 		{http.MethodPost, "/apis/podsecrets.dev/v1/namespaces/bench/secretproviderclasses/sm-10", apiOther},
+		{http.MethodGet, "/api/v1/namespaces/bench/pods/web-1", apiPod},
+		{http.MethodGet, "/api/v1/namespaces/bench/pods", apiOther},
+		{http.MethodGet, "/apis/podsecrets.dev/v1/namespaces/bench/secretversionrecords/web-1.rev.abc", apiRecordGet},
+		{http.MethodPost, "/apis/podsecrets.dev/v1/namespaces/bench/secretversionrecords", apiRecordCreate},
+		{http.MethodPost, "/apis/podsecrets.dev/v1/namespaces/bench/secretversionrecords/x", apiOther},
+		{http.MethodPut, "/apis/podsecrets.dev/v1/namespaces/bench/secretversionrecords/x", apiOther},
 	} {
 		if got := apiKind(httptest.NewRequest(tc.method, tc.path, nil)); got != tc.want {
 			t.Errorf("apiKind(%s %s) = %q, want %q", tc.method, tc.path, got, tc.want)
@@ -227,6 +233,8 @@ func TestFleetReport(t *testing.T) {
 		{Strategy: fleetStrategies[1], Config: cfg, Pods: 200, Mounted: 200, Attempts: 200, MaxAttempts: 1,
 			Calls: map[string]int{opSTS: 105, opGet: 1050}, Throttles: map[string]int{}, Latency: lat(300, 600, 900),
 			Probe: &ProbeResult{Pods: 100, Calls: map[string]int{opSTS: 1, opGet: 10}, Latency: lat(400, 700), StoreWait: lat(41, 45)}},
+		{Strategy: fleetStrategies[2], Config: cfg,
+			Probe: &ProbeResult{Pods: 100, Calls: map[string]int{opSTS: 1, opBatch: 1}, Latency: lat(390, 690), StoreWait: lat(42, 44)}},
 	}
 	for _, only := range []bool{false, true} {
 		rep := buildReport(&Results{Started: time.Now(), Finished: time.Now(), FleetOnly: only, Fleet: runs})
@@ -235,7 +243,12 @@ func TestFleetReport(t *testing.T) {
 			"8. Fleet: 5 driver processes × 40 pods", "8b. Fleet: store calls and throttles per API", "8c. One node",
 			"| BatchGetSecretValue | 100/s | 15/s | 500 | 300 | 0 | 0 |",
 			"new: 0 store throttles, 0 of 200 mounts retried, 0 failed; before: 300 throttles, 50 retried, 2 failed | met |",
-			"11 store calls (1 STS + 10 GetSecretValue + 0 BatchGetSecretValue)",
+			"| 100 pods of one service account, one node, at once, 10 secrets: ≤ 2 store calls | batch, 1 s sharing: 2 store calls (1 STS + 1 BatchGetSecretValue), " +
+				"store wait p50 42.0 ms; quota, 1 s sharing (default): 11 store calls (1 STS + 10 GetSecretValue), store wait p50 41.0 ms, each secret read once; " +
+				"before (batch, no sharing): 101 | met in reads; calls by design: met with `--aws-read-strategy=batch` (2 calls); with the default quota " +
+				"strategy each secret is read once (one read of each object, one round trip) in 10 GetSecretValue calls, because 10 GetSecretValue calls " +
+				"use 0.1 % of that API's per-second quota while one BatchGetSecretValue call uses 1 % of its own (see provider/aws/strategy.go) |",
+			"| batch, 1 s sharing | 100 | 1 | 0 | 1 | 2 | 0 | 390 ms | 690 ms | 42.0 ms | 44.0 ms |",
 			"store wait p50 41.0 ms", "`--aws-read-strategy=batch --aws-share-window=0`",
 		} {
 			if !strings.Contains(md, want) {
@@ -248,6 +261,27 @@ func TestFleetReport(t *testing.T) {
 		}
 		if only && strings.Contains(md, "idle RSS") {
 			t.Error("fleet-only report has single-node targets")
+		}
+		// The probe-only strategy is in table 8c only.
+		if strings.Contains(md, "batch, 1 s sharing: calls") || strings.Contains(md, "`--aws-read-strategy=batch --aws-share-window=1s`") {
+			t.Errorf("fleet-only=%v: the probe-only strategy is in tables 8 or 8b", only)
+		}
+	}
+	// Verdicts when the numbers are otherwise.
+	q := &ProbeResult{Calls: map[string]int{opSTS: 1, opGet: 10}}
+	for _, tc := range []struct {
+		p, b *ProbeResult
+		want string
+	}{
+		{&ProbeResult{Calls: map[string]int{opSTS: 1, opBatch: 1}}, nil, "met"},
+		{q, nil, "**not met** as worded: the quota strategy reads each secret once"},
+		{q, &ProbeResult{Calls: map[string]int{opSTS: 1, opBatch: 3}}, "**not met**: `--aws-read-strategy=batch` made 4 calls"},
+		{&ProbeResult{Calls: map[string]int{opSTS: 1, opGet: 20}}, &ProbeResult{Calls: map[string]int{opSTS: 1, opBatch: 1}},
+			"**not met** with the default quota strategy (21 store calls); met with `--aws-read-strategy=batch` (2 calls)"},
+		{&ProbeResult{Calls: map[string]int{opSTS: 1, opGet: 10}, Errors: 1}, nil, "**not met**"},
+	} {
+		if got := probeVerdict(tc.p, tc.b, 10); !strings.HasPrefix(got, tc.want) || tc.want == "**not met**" && got != tc.want {
+			t.Errorf("probeVerdict(%v, %v) = %q, want %q…", tc.p.Calls, tc.b, got, tc.want)
 		}
 	}
 	// Without a fleet, no fleet tables.
@@ -337,5 +371,57 @@ func TestRotationReport(t *testing.T) {
 	if unchangedVerdict(0.9, 2) != "met" || !strings.HasPrefix(unchangedVerdict(1.5, 2), "**not met**") || unchangedVerdict(1.5, 2) == "**not met**" ||
 		unchangedVerdict(2.5, 1) != "**not met**" {
 		t.Error("unchangedVerdict")
+	}
+}
+
+func TestRevisionReport(t *testing.T) {
+	ms := func(n int, v ...int) []time.Duration {
+		out := make([]time.Duration, n)
+		for i := range out {
+			out[i] = time.Duration(v[min(i, len(v)-1)]) * time.Millisecond
+		}
+		return out
+	}
+	const n = 30
+	c := func(key string, total int, api map[string]int, calls map[string]int, mounts map[string]int) *RevisionCase {
+		name := ""
+		for _, rc := range revCases {
+			if rc.Key == key {
+				name = rc.Name
+			}
+		}
+		return &RevisionCase{Key: key, Name: name, Total: ms(n, total), StoreWait: ms(n, 21), APIWait: ms(n, 1), CPU: ms(n, 2), Calls: calls, API: api, Mounts: mounts}
+	}
+	rv := &RevisionResult{DriverArgs: []string{"--aws-share-window=0", "--watch-classes=false"}, PinHeld: n, Records: 33, Cases: []*RevisionCase{
+		c(revPodStart, 30, map[string]int{apiClass: n}, map[string]int{opGet: 10 * n}, nil),
+		c(revFirst, 33, map[string]int{apiClass: n, apiPod: n, apiRecordGet: n, apiRecordCreate: n}, map[string]int{opGet: 10 * n}, map[string]int{"first": n}),
+		c(revLater, 32, map[string]int{apiClass: n, apiPod: n, apiRecordGet: n}, map[string]int{opGet: 10 * n}, map[string]int{"recorded": n}),
+	}}
+	for _, only := range []bool{false, true} {
+		md := buildReport(&Results{Started: time.Now(), Finished: time.Now(), RevisionOnly: only, Revision: rv}).Markdown()
+		for _, want := range []string{
+			"## 10. versionPolicy Revision against PodStart",
+			"| PodStart (default), warm | 30 | 30.0 ms | 30.0 ms | – | 21.0 ms | 1.00 ms | 2.00 ms | 1 get secretproviderclass | 10 GetSecretValue | – |",
+			"| Revision, first pod of a revision | 30 | 33.0 ms | 33.0 ms | +3.0 ms | 21.0 ms | 1.00 ms | 2.00 ms | 1 get secretproviderclass + 1 get pod + " +
+				"1 get secretversionrecord + 1 create secretversionrecord | 10 GetSecretValue | 30 first |",
+			"| 10 GetSecretValue (by VersionId) | 30 recorded |",
+			"| 10 | versionPolicy Revision: a mount's extra latency and API calls against PodStart, 10 secrets (no target) | first pod of a revision: " +
+				"+3.0 ms p50 (33.0 ms against 30.0 ms), +1 get pod, +1 get secretversionrecord, +1 create secretversionrecord; store calls 10 GetSecretValue; " +
+				"later pods: +2.0 ms p50 (32.0 ms against 30.0 ms), +1 get pod, +1 get secretversionrecord; store calls 10 GetSecretValue (PodStart: 10 GetSecretValue) | – |",
+			"(30 of 30 did)", "`--aws-share-window=0 --watch-classes=false`",
+		} {
+			if !strings.Contains(md, want) {
+				t.Errorf("revision-only=%v: report lacks %q", only, want)
+			}
+		}
+		if has := strings.Contains(md, "1–2. NodePublishVolume latency"); has == only {
+			t.Errorf("revision-only=%v: single-node tables present = %v", only, has)
+		}
+		if only && (strings.Contains(md, "idle RSS") || strings.Contains(md, "Incumbent")) {
+			t.Error("revision-only report has other parts")
+		}
+	}
+	if md := buildReport(&Results{Started: time.Now(), Finished: time.Now()}).Markdown(); strings.Contains(md, "10. versionPolicy") {
+		t.Error("revision table without a revision run")
 	}
 }

@@ -8,11 +8,13 @@
 // account quotas, scaled down to the fleet (fleet.go), with today's read
 // strategy and the new one; then rotation (rotation.go): the store calls of
 // unchanged secrets and the time a new version takes to reach every pod,
-// time-scaled.
+// time-scaled; and versionPolicy Revision mounts against PodStart ones
+// (revision.go).
 //
 // Usage (as root, from the repository):
 //
 //	go run ./test/bench [-out docs/benchmarks.md] [-quick] [-realnode FILE] [-fleet=false | -fleet-only] [-rotation=false | -rotation-only]
+//	    [-revision=false | -revision-only]
 //
 // BENCH_PPROF_DIR=dir additionally builds the driver with net/http/pprof
 // (through a build overlay; the sources are not changed) and saves CPU
@@ -52,22 +54,32 @@ func main() {
 	fleetOnly := flag.Bool("fleet-only", false, "run only the fleet benchmark (its tables alone in the report)")
 	rotation := flag.Bool("rotation", true, "also run the rotation benchmark (time-scaled steady state and change propagation, about 1.5 minutes)")
 	rotationOnly := flag.Bool("rotation-only", false, "run only the rotation benchmark (its tables alone in the report)")
+	revision := flag.Bool("revision", true, "also run the revision benchmark (versionPolicy Revision mounts against PodStart ones, a few seconds)")
+	revisionOnly := flag.Bool("revision-only", false, "run only the revision benchmark (its table alone in the report)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "bench: unexpected arguments", flag.Args())
 		os.Exit(2)
 	}
-	if *fleetOnly && *rotationOnly {
-		fmt.Fprintln(os.Stderr, "bench: -fleet-only and -rotation-only exclude each other")
+	onlies := 0
+	for _, b := range []bool{*fleetOnly, *rotationOnly, *revisionOnly} {
+		if b {
+			onlies++
+		}
+	}
+	if onlies > 1 {
+		fmt.Fprintln(os.Stderr, "bench: -fleet-only, -rotation-only and -revision-only exclude each other")
 		os.Exit(2)
 	}
+	only := onlies > 0
 	// A closed stdout or stderr (| head) must not kill the run before its
 	// clean-up: writes then fail instead.
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	err := run(ctx, options{out: *out, quick: *quick, realnode: *realnode, memory: *memory, onDisk: *onDisk, pprofDir: os.Getenv("BENCH_PPROF_DIR"),
-		fleet: (*fleet || *fleetOnly) && !*rotationOnly, fleetOnly: *fleetOnly,
-		rotation: (*rotation || *rotationOnly) && !*fleetOnly, rotationOnly: *rotationOnly})
+		fleet: *fleetOnly || *fleet && !only, fleetOnly: *fleetOnly,
+		rotation: *rotationOnly || *rotation && !only, rotationOnly: *rotationOnly,
+		revision: *revisionOnly || *revision && !only, revisionOnly: *revisionOnly})
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -80,6 +92,7 @@ type options struct {
 	quick, onDisk                   bool
 	fleet, fleetOnly                bool
 	rotation, rotationOnly          bool
+	revision, revisionOnly          bool
 }
 
 // Results is everything one run measured.
@@ -88,6 +101,7 @@ type Results struct {
 	Quick             bool             // -quick
 	FleetOnly         bool             // -fleet-only: only Fleet was measured
 	RotationOnly      bool             // -rotation-only: only Rotation was measured
+	RevisionOnly      bool             // -revision-only: only Revision was measured
 	Profiled          bool             // the driver had pprof compiled in
 	Samples           int              // per latency case
 	Machine           Machine          // where it ran
@@ -103,14 +117,15 @@ type Results struct {
 	// KubeletRootFS says where the kubelet root was; FS* are the medians of
 	// making and removing a target directory on the disk and on tmpfs.
 	KubeletRootFS          string
-	DiskMkdir, DiskRmdir   time.Duration  // on $TMPDIR's file system
-	TmpfsMkdir, TmpfsRmdir time.Duration  // on the kubelet root's tmpfs, if any
-	Profiles               []string       // files written for BENCH_PPROF_DIR
-	Fleet                  []*FleetRun    // table 8, one run per strategy
-	Rotation               []*RotationRun // table 9, one run per class and pod count
-	RotationConfig         RotationConfig // its shape
-	RotationLoad           [2]string      // 1-minute load at its start and end
-	Background             Background     // how busy the machine was
+	DiskMkdir, DiskRmdir   time.Duration   // on $TMPDIR's file system
+	TmpfsMkdir, TmpfsRmdir time.Duration   // on the kubelet root's tmpfs, if any
+	Profiles               []string        // files written for BENCH_PPROF_DIR
+	Fleet                  []*FleetRun     // table 8, one run per strategy
+	Rotation               []*RotationRun  // table 9, one run per class and pod count
+	RotationConfig         RotationConfig  // its shape
+	RotationLoad           [2]string       // 1-minute load at its start and end
+	Revision               *RevisionResult // table 10
+	Background             Background      // how busy the machine was
 }
 
 // Background is how busy the machine was while the benchmark measured,
@@ -142,7 +157,7 @@ func run(ctx context.Context, o options) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: the driver mounts tmpfs volumes")
 	}
-	res := &Results{Started: time.Now(), Quick: o.quick, FleetOnly: o.fleetOnly, RotationOnly: o.rotationOnly, Profiled: o.pprofDir != "", Machine: machine()}
+	res := &Results{Started: time.Now(), Quick: o.quick, FleetOnly: o.fleetOnly, RotationOnly: o.rotationOnly, RevisionOnly: o.revisionOnly, Profiled: o.pprofDir != "", Machine: machine()}
 	samples, warmup, republishN := 50, 3, 2000
 	if o.quick {
 		samples, warmup, republishN = 12, 2, 300
@@ -308,7 +323,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	res.VolumeMemory = driverArgs[0]
 	// The single-node benchmark (tables 1–5).
-	if !o.fleetOnly && !o.rotationOnly {
+	if !o.fleetOnly && !o.rotationOnly && !o.revisionOnly {
 		if err := func() error {
 			step("starting the driver (%s)", driverArgs[0])
 			e.drv, err = startDriver(ctx, DriverConfig{
@@ -436,6 +451,14 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		// The fleet starts drivers of its own: this one is done.
 		e.drv.Stop()
+	}
+
+	// The revision benchmark (table 10): a driver of its own.
+	if o.revision {
+		ve := &revEnv{bin: bin, tmp: tmp, iss: e.iss, cgroupBase: cgroupBase, step: step}
+		if res.Revision, err = ve.runRevision(ctx); err != nil {
+			return err
+		}
 	}
 
 	// The rotation benchmark (table 9): drivers of its own.

@@ -259,6 +259,8 @@ func buildReport(r *Results) *Report {
 	targets.Rows = append(targets.Rows, fleetTargets...)
 	rotTargets, rotTables := rotationReport(r)
 	targets.Rows = append(targets.Rows, rotTargets...)
+	revTargets, revTables := revisionReport(r)
+	targets.Rows = append(targets.Rows, revTargets...)
 	rep.Tables = append(rep.Tables, targets)
 
 	// Row 1 and 2.
@@ -406,6 +408,7 @@ func buildReport(r *Results) *Report {
 	rep.Tables = append(rep.Tables, memTab)
 	rep.Tables = append(rep.Tables, fleetTables...)
 	rep.Tables = append(rep.Tables, rotTables...)
+	rep.Tables = append(rep.Tables, revTables...)
 
 	inc := Table{
 		Title:  "Incumbent, quoted from the product brief (not measured here)",
@@ -447,7 +450,7 @@ func buildReport(r *Results) *Report {
 			size = "-quick: 5 nodes × 40 pods"
 		}
 		rep.Intro = []string{
-			fmt.Sprintf("Run %s UTC, fleet part only (-fleet-only, %s), runtime %s; tables 1–7 were not measured in this run.",
+			fmt.Sprintf("Run %s UTC, fleet part only (-fleet-only, %s), runtime %s; tables 1–7, 9 and 10 were not measured in this run.",
 				r.Started.UTC().Format("2006-01-02 15:04"), size, r.Finished.Sub(r.Started).Round(time.Second)),
 			rep.Intro[1], // the machine
 		}
@@ -462,12 +465,22 @@ func buildReport(r *Results) *Report {
 			size = "-quick: " + size
 		}
 		rep.Intro = []string{
-			fmt.Sprintf("Run %s UTC, rotation part only (-rotation-only, %s), runtime %s; tables 1–8 were not measured in this run.",
+			fmt.Sprintf("Run %s UTC, rotation part only (-rotation-only, %s), runtime %s; tables 1–8 and 10 were not measured in this run.",
 				r.Started.UTC().Format("2006-01-02 15:04"), size, r.Finished.Sub(r.Started).Round(time.Second)),
 			rep.Intro[1], // the machine
 		}
 		inc.Rows = incumbentRotationRows(r)
 		rep.Tables = append(append([]Table{targets}, rotTables...), inc)
+	}
+	if r.RevisionOnly {
+		// Only the revision part was measured: its row and table alone.
+		targets.Rows = slices.DeleteFunc(targets.Rows, func(row []string) bool { return row[0] != revisionTargetRow })
+		rep.Intro = []string{
+			fmt.Sprintf("Run %s UTC, revision part only (-revision-only), runtime %s; tables 1–9 were not measured in this run.",
+				r.Started.UTC().Format("2006-01-02 15:04"), r.Finished.Sub(r.Started).Round(time.Second)),
+			rep.Intro[1], // the machine
+		}
+		rep.Tables = append([]Table{targets}, revTables...)
 	}
 	rep.Outro = append(rep.Outro, methodText...)
 	if len(r.Profiles) > 0 {
@@ -483,7 +496,7 @@ var methodText = []string{
 		"--http-addr 127.0.0.1:<port> --region us-east-1 --log-level warn` as its own process, so its RSS and CPU are the driver's alone, " +
 		"with `AWS_ENDPOINT_URL` pointing Secrets Manager, SSM and STS at the AWS-compatible fake store (`test/awsfake/store`: real SigV4 " +
 		"and service-account JWT checks, injected per-call latency). The benchmark process serves the fake store and a minimal fake " +
-		"Kubernetes API (SecretProviderClass, ServiceAccount with the IRSA role annotation, Node) on 127.0.0.1 and counts every request to both.",
+		"Kubernetes API (SecretProviderClass, ServiceAccount with the IRSA role annotation, Node; for table 10 also Pod and SecretVersionRecord) on 127.0.0.1 and counts every request to both.",
 	"It calls the driver over its CSI socket as kubelet does: NodePublishVolume with the volume context of an inline ephemeral volume " +
 		"(secretProviderClass, pod name/namespace/UID, service account, and a signed service-account token for sts.amazonaws.com in " +
 		"csi.storage.k8s.io/serviceAccount.tokens), fsGroup 2000 as volume_mount_group, a target under " +
@@ -494,7 +507,8 @@ var methodText = []string{
 	"## Reproduce",
 	"As root, from the repository: `make bench` (writes this file), or `go run ./test/bench -out docs/benchmarks.md`; " +
 		"`-quick` for a smoke run of about a minute (fewer samples, a fleet of 5 nodes × 40 pods instead of 10 × 100); `-fleet-only` for the fleet " +
-		"tables alone, `-fleet=false` to skip them; `-rotation-only` for the rotation tables alone (about 1.5 minutes), `-rotation=false` to skip them; `-realnode FILE` to include the e2e suite's real-node measurement; " +
+		"tables alone, `-fleet=false` to skip them; `-rotation-only` for the rotation tables alone (about 1.5 minutes), `-rotation=false` to skip them; " +
+		"`-revision-only` for table 10 alone (seconds), `-revision=false` to skip it; `-realnode FILE` to include the e2e suite's real-node measurement; " +
 		"`BENCH_PPROF_DIR=DIR` to also save driver CPU and heap profiles (then `go tool pprof -top DIR/cpu-publish-sm10-warm-0ms.pprof`).",
 }
 

@@ -541,6 +541,12 @@ func diffCounts(after, before map[string]int) map[string]int {
 // rotationChecks returns the driver's podsecrets_rotation_checks_total by
 // result.
 func (d *Driver) rotationChecks() (map[string]int, error) {
+	return d.counter("podsecrets_rotation_checks_total", "result")
+}
+
+// counter returns the driver's counter metric name (from its /metrics),
+// summed by the value of label.
+func (d *Driver) counter(metric, label string) (map[string]int, error) {
 	resp, err := http.Get("http://" + d.httpAddr + "/metrics")
 	if err != nil {
 		return nil, err
@@ -549,7 +555,7 @@ func (d *Driver) rotationChecks() (map[string]int, error) {
 	out := map[string]int{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	const name = "podsecrets_rotation_checks_total{"
+	name := metric + "{"
 	for sc.Scan() {
 		line := sc.Text()
 		labels, value, ok := strings.Cut(strings.TrimPrefix(line, name), "} ")
@@ -558,7 +564,7 @@ func (d *Driver) rotationChecks() (map[string]int, error) {
 		}
 		result := "?"
 		for _, l := range strings.Split(labels, ",") {
-			if k, v, ok := strings.Cut(l, "="); ok && k == "result" {
+			if k, v, ok := strings.Cut(l, "="); ok && k == label {
 				result = strings.Trim(v, `"`)
 			}
 		}

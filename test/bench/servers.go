@@ -92,12 +92,18 @@ const (
 	apiServiceAccount = "get serviceaccount"
 	apiNode           = "get node"
 	apiEvent          = "write event"
+	apiPod            = "get pod"
+	apiRecordGet      = "get secretversionrecord"
+	apiRecordCreate   = "create secretversionrecord"
 	apiOther          = "other (404)"
 )
 
-// KubeAPI is a minimal Kubernetes API server answering only the GETs the
-// driver makes: SecretProviderClasses, ServiceAccounts and Nodes. It serves
-// plain JSON without authentication.
+// KubeAPI is a minimal Kubernetes API server answering only the requests
+// the driver makes: GETs of SecretProviderClasses, ServiceAccounts, Nodes
+// and Pods (those set with SetPod), event writes (accepted, not kept), and
+// GET and create of SecretVersionRecords (kept in memory; create answers
+// 409 AlreadyExists for a name it has). It serves plain JSON without
+// authentication.
 type KubeAPI struct {
 	// RoleARN is the eks.amazonaws.com/role-arn annotation of every
 	// ServiceAccount of namespace SANamespace: any name exists there, so
@@ -107,6 +113,9 @@ type KubeAPI struct {
 
 	mu      sync.RWMutex
 	classes map[string][]byte // "ns/name" -> JSON
+	pods    map[string][]byte // "ns/name" -> JSON
+	records map[string][]byte // "ns/name" -> JSON, as created
+	rv      int               // the records' last resourceVersion
 }
 
 // SetClass stores a SecretProviderClass of provider aws with parameters.
@@ -121,6 +130,46 @@ func (k *KubeAPI) SetClass(namespace, name string, parameters map[string]string)
 func (k *KubeAPI) SetRotatingClass(namespace, name string, parameters map[string]string, pollInterval time.Duration) {
 	k.setClass(namespace, name, map[string]any{"name": name, "namespace": namespace, "uid": "class-" + name, "resourceVersion": "1", "generation": 1},
 		map[string]any{"provider": "aws", "parameters": parameters, "rotation": map[string]any{"pollInterval": pollInterval.String()}})
+}
+
+// SetRevisionClass stores a SecretProviderClass like SetClass whose pods
+// mount the versions of their workload revision (spec.versionPolicy:
+// Revision).
+func (k *KubeAPI) SetRevisionClass(namespace, name string, parameters map[string]string) {
+	k.setClass(namespace, name, map[string]any{"name": name, "namespace": namespace, "uid": "class-" + name, "resourceVersion": "1"},
+		map[string]any{"provider": "aws", "parameters": parameters, "versionPolicy": "Revision"})
+}
+
+// Owner is the controller of a pod: a Deployment's ReplicaSet here.
+type Owner struct {
+	APIVersion, Kind, Name, UID string
+}
+
+// SetPod stores pod namespace/name with uid, controlled by owner (nil: no
+// controller), for the driver's GET of a pod of a Revision class.
+func (k *KubeAPI) SetPod(namespace, name, uid string, owner *Owner) {
+	meta := map[string]any{"name": name, "namespace": namespace, "uid": uid, "resourceVersion": "1"}
+	if owner != nil {
+		meta["ownerReferences"] = []any{map[string]any{"apiVersion": owner.APIVersion, "kind": owner.Kind, "name": owner.Name,
+			"uid": owner.UID, "controller": true, "blockOwnerDeletion": true}}
+	}
+	b, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": meta})
+	if err != nil {
+		panic(err)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.pods == nil {
+		k.pods = map[string][]byte{}
+	}
+	k.pods[namespace+"/"+name] = b
+}
+
+// Records returns how many SecretVersionRecords were created.
+func (k *KubeAPI) Records() int {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return len(k.records)
 }
 
 func (k *KubeAPI) setClass(namespace, name string, metadata, spec map[string]any) {
@@ -148,7 +197,13 @@ func apiKind(r *http.Request) string {
 	case len(p) >= 5 && len(p) <= 6 && p[0] == "api" && p[1] == "v1" && p[2] == "namespaces" && p[4] == "events" &&
 		(r.Method == http.MethodPost && len(p) == 5 || r.Method == http.MethodPatch && len(p) == 6):
 		return apiEvent
+	case r.Method == http.MethodPost && len(p) == 6 && p[0] == "apis" && p[1] == "podsecrets.dev" && p[2] == "v1" && p[3] == "namespaces" && p[5] == "secretversionrecords":
+		return apiRecordCreate
 	case r.Method != http.MethodGet:
+	case len(p) == 7 && p[0] == "apis" && p[1] == "podsecrets.dev" && p[2] == "v1" && p[3] == "namespaces" && p[5] == "secretversionrecords":
+		return apiRecordGet
+	case len(p) == 6 && p[0] == "api" && p[1] == "v1" && p[2] == "namespaces" && p[4] == "pods":
+		return apiPod
 	case len(p) == 7 && p[0] == "apis" && p[1] == "podsecrets.dev" && p[2] == "v1" && p[3] == "namespaces" && p[5] == "secretproviderclasses":
 		return apiClass
 	case len(p) == 6 && p[0] == "api" && p[1] == "v1" && p[2] == "namespaces" && p[4] == "serviceaccounts":
@@ -198,6 +253,28 @@ func (k *KubeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusCreated)
 		}
 		w.Write(b)
+	case apiPod:
+		k.mu.RLock()
+		b, ok := k.pods[p[3]+"/"+p[5]]
+		k.mu.RUnlock()
+		if !ok {
+			notFound(w, "pods", p[5])
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	case apiRecordGet:
+		k.mu.RLock()
+		b, ok := k.records[p[4]+"/"+p[6]]
+		k.mu.RUnlock()
+		if !ok {
+			notFound(w, "secretversionrecords.podsecrets.dev", p[6])
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	case apiRecordCreate:
+		k.createRecord(w, r, p[4])
 	case apiNode:
 		writeObject(w, map[string]any{
 			"apiVersion": "v1",
@@ -212,6 +289,47 @@ func (k *KubeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// createRecord stores the posted SecretVersionRecord of namespace ns, as
+// the API server would: with a uid, resourceVersion and creation time, or
+// 409 AlreadyExists when one of its name exists.
+func (k *KubeAPI) createRecord(w http.ResponseWriter, r *http.Request, ns string) {
+	var obj map[string]any
+	if err := json.NewDecoder(r.Body).Decode(&obj); err != nil {
+		status(w, http.StatusBadRequest, "BadRequest", "", "", err.Error())
+		return
+	}
+	meta, _ := obj["metadata"].(map[string]any)
+	name, _ := meta["name"].(string)
+	if name == "" || (meta["namespace"] != nil && meta["namespace"] != ns) {
+		status(w, http.StatusBadRequest, "BadRequest", "", name, "metadata.name missing or metadata.namespace not the request's")
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.records[ns+"/"+name]; ok {
+		status(w, http.StatusConflict, "AlreadyExists", "secretversionrecords.podsecrets.dev", name,
+			fmt.Sprintf("secretversionrecords.podsecrets.dev %q already exists", name))
+		return
+	}
+	k.rv++
+	meta["namespace"] = ns
+	meta["uid"] = fmt.Sprintf("record-%d", k.rv)
+	meta["resourceVersion"] = fmt.Sprint(k.rv)
+	meta["creationTimestamp"] = time.Now().UTC().Format(time.RFC3339)
+	b, err := json.Marshal(obj)
+	if err != nil {
+		status(w, http.StatusInternalServerError, "InternalError", "", name, err.Error())
+		return
+	}
+	if k.records == nil {
+		k.records = map[string][]byte{}
+	}
+	k.records[ns+"/"+name] = b
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	w.Write(b)
+}
+
 func writeObject(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(v)
@@ -219,12 +337,17 @@ func writeObject(w http.ResponseWriter, v any) {
 
 // notFound answers 404 with a metav1.Status, as the API server does.
 func notFound(w http.ResponseWriter, kind, name string) {
+	status(w, http.StatusNotFound, "NotFound", kind, name, fmt.Sprintf("%s %q not found", kind, name))
+}
+
+// status answers code with a failed metav1.Status of reason.
+func status(w http.ResponseWriter, code int, reason, kind, name, message string) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusNotFound)
+	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(map[string]any{
 		"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{},
-		"status": "Failure", "reason": "NotFound", "code": 404,
-		"message": fmt.Sprintf("%s %q not found", kind, name),
+		"status": "Failure", "reason": reason, "code": code,
+		"message": message,
 		"details": map[string]any{"name": name, "kind": kind},
 	})
 }
