@@ -25,6 +25,7 @@ import (
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/fake"
 	"github.com/podsecrets/podsecrets/rotation"
+	"github.com/podsecrets/podsecrets/test/fakeclock"
 	"github.com/podsecrets/podsecrets/test/logbuf"
 	"github.com/podsecrets/podsecrets/volume"
 )
@@ -44,26 +45,8 @@ type harness struct {
 	events   *fakeEvents
 	root     string
 	dyn      *dynamicfake.FakeDynamicClient
-	clock    *testClock
+	clock    *fakeclock.Clock
 	signals  *fakeSignals
-}
-
-// testClock is the rotation tracker's clock; tests move it.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // fakeSignals stands in for the class watch.
@@ -221,7 +204,7 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 			{Version: "v1", Resource: "pods"}: "PodList",
 			{Group: "apps", Version: "v1", Resource: "controllerrevisions"}: "ControllerRevisionList",
 		}, objs...)
-	h.dyn, h.clock, h.signals = dyn, &testClock{t: time.Now()}, &fakeSignals{}
+	h.dyn, h.clock, h.signals = dyn, fakeclock.New(time.Now()), &fakeSignals{}
 	d, err := New(Options{
 		NodeID:       "node-1",
 		Version:      "test",

@@ -71,6 +71,18 @@ func (h *harness) classGets() int {
 
 func (h *harness) fetches() int { return len(h.provider.Requests()) }
 
+// published publishes the volume of pod default/<pod> of class as kubelet
+// does and returns the request, for republishes, and the target.
+func (h *harness) published(pod, class string) (*csi.NodePublishVolumeRequest, string) {
+	h.t.Helper()
+	target := h.target(pod)
+	req := kubeletRequest(target, pod, class)
+	if err := h.publish(req); err != nil {
+		h.t.Fatalf("publish %s: %v", pod, err)
+	}
+	return req, target
+}
+
 // TestRotation walks one volume through its life: republishes inside the
 // interval cost nothing, a check after it that finds nothing new writes
 // nothing, a change is swapped in whole with one "..data" switch, told by a
@@ -79,11 +91,7 @@ func TestRotation(t *testing.T) {
 	requireRealMounts(t)
 	h := newHarness(t, rotatingClass("jwt", "1m"))
 	h.provider.SetFiles(files("current", "k2", "previous", "k1")...)
-	target := h.target("p")
-	req := kubeletRequest(target, "p", "jwt")
-	if err := h.publish(req); err != nil {
-		t.Fatal(err)
-	}
+	req, target := h.published("p", "jwt")
 	_, v0 := readSet(t, target)
 	gets, fetches := h.classGets(), h.fetches()
 
@@ -158,11 +166,7 @@ func TestRotationOff(t *testing.T) {
 	requireRealMounts(t)
 	h := newHarness(t, rotatingClass("db", ""))
 	h.provider.SetFiles(files("a", "1")...)
-	target := h.target("p")
-	req := kubeletRequest(target, "p", "db")
-	if err := h.publish(req); err != nil {
-		t.Fatal(err)
-	}
+	req, target := h.published("p", "db")
 	gets, fetches := h.classGets(), h.fetches()
 	h.provider.SetFiles(files("a", "2")...)
 	for range 3 {
@@ -185,11 +189,7 @@ func TestRotationFailureKeepsFiles(t *testing.T) {
 	requireRealMounts(t)
 	h := newHarness(t, rotatingClass("db", "30s"))
 	h.provider.SetFiles(files("a", "1")...)
-	target := h.target("p")
-	req := kubeletRequest(target, "p", "db")
-	if err := h.publish(req); err != nil {
-		t.Fatal(err)
-	}
+	req, target := h.published("p", "db")
 	h.provider.SetError(fmt.Errorf("%w: store down", provider.ErrUnavailable))
 	h.clock.Advance(31 * time.Second)
 	if err := h.publish(req); err != nil {
@@ -228,11 +228,7 @@ func TestRotationClassDeleted(t *testing.T) {
 	requireRealMounts(t)
 	h := newHarness(t, rotatingClass("db", "30s"))
 	h.provider.SetFiles(files("a", "1")...)
-	target := h.target("p")
-	req := kubeletRequest(target, "p", "db")
-	if err := h.publish(req); err != nil {
-		t.Fatal(err)
-	}
+	req, target := h.published("p", "db")
 	if err := h.dyn.Resource(kube.ClassGVR).Namespace("default").Delete(context.Background(), "db", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -254,11 +250,7 @@ func TestRotationAfterRestart(t *testing.T) {
 	requireRealMounts(t)
 	h := newHarness(t, rotatingClass("db", "1m"))
 	h.provider.SetFiles(files("a", "1")...)
-	target := h.target("p")
-	req := kubeletRequest(target, "p", "db")
-	if err := h.publish(req); err != nil {
-		t.Fatal(err)
-	}
+	req, target := h.published("p", "db")
 	_, v0 := readSet(t, target)
 	h.driver.opts.Rotation = &rotation.Tracker{Now: h.clock.Now} // what a restart forgets
 	fetches := h.fetches()
@@ -284,12 +276,8 @@ func TestRotationRefresh(t *testing.T) {
 	requireRealMounts(t)
 	h := newHarness(t, rotatingClass("db", "1h"))
 	h.provider.SetFiles(files("a", "1")...)
-	target := h.target("p")
-	req := kubeletRequest(target, "p", "db")
 	h.signals.set("default/db", kube.ClassSignal{})
-	if err := h.publish(req); err != nil {
-		t.Fatal(err)
-	}
+	req, target := h.published("p", "db")
 	h.provider.SetFiles(files("a", "2")...)
 	if err := h.publish(req); err != nil {
 		t.Fatal(err)

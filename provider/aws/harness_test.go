@@ -22,6 +22,7 @@ import (
 
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/test/awsfake/store"
+	"github.com/podsecrets/podsecrets/test/fakeclock"
 	"github.com/podsecrets/podsecrets/test/logbuf"
 )
 
@@ -47,24 +48,6 @@ const (
 var testIssuer = sync.OnceValues(func() (*store.Issuer, error) {
 	return store.NewIssuer("https://oidc.podsecrets.test/cluster")
 })
-
-// fakeClock is a settable clock shared by the store and the provider.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // fakeSAs is an in-memory ServiceAccountGetter.
 type fakeSAs struct {
@@ -112,7 +95,7 @@ type env struct {
 	st    *store.Store
 	srv   *httptest.Server
 	iss   *store.Issuer
-	clock *fakeClock
+	clock *fakeclock.Clock
 	sas   *fakeSAs
 	logs  *logbuf.Buffer
 	p     *Provider
@@ -141,7 +124,7 @@ func newEnvWith(t *testing.T, inMemory bool, wrap func(http.Handler) http.Handle
 	}
 	// The clock runs a minute ahead so tokens minted now (nbf = now, in
 	// whole seconds) are valid at once.
-	e := &env{t: t, iss: iss, clock: &fakeClock{t: time.Now().Add(time.Minute)}, logs: &logbuf.Buffer{}}
+	e := &env{t: t, iss: iss, clock: fakeclock.New(time.Now().Add(time.Minute)), logs: &logbuf.Buffer{}}
 	e.st = store.New(store.Options{AccountID: testAccount, Now: e.clock.Now})
 	if err := e.st.TrustJWKS(iss.JWKS()); err != nil {
 		t.Fatal(err)

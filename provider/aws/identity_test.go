@@ -15,6 +15,7 @@ import (
 
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/test/awsfake/store"
+	"github.com/podsecrets/podsecrets/test/fakeclock"
 )
 
 func TestCredCacheSingleflight(t *testing.T) {
@@ -104,7 +105,7 @@ func TestCredCacheCallerCancelDoesNotAbortSharedFetch(t *testing.T) {
 }
 
 func TestCredCacheExpiry(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := newCredCache(clock.Now, time.Minute)
 	n := 0
 	fetch := func(context.Context) (aws.Credentials, error) {
