@@ -318,7 +318,10 @@ func nodeVolumes(t *testing.T, uids []string) (map[string]nodeVolume, map[string
 			continue
 		}
 		stacked[uid]++
-		v := nodeVolume{target: m.Mountpoint, readOnly: slices.Contains(strings.Split(m.VFSOptions, ","), "ro")}
+		// Read-only as the driver marks a complete volume: the mount's
+		// flag (a volume of an older driver: its file system's).
+		ro := slices.Contains(strings.Split(m.Options, ","), "ro") || slices.Contains(strings.Split(m.VFSOptions, ","), "ro")
+		v := nodeVolume{target: m.Mountpoint, readOnly: ro}
 		if fi, err := os.Stat(filepath.Join(m.Mountpoint, "..data")); err == nil && fi.IsDir() {
 			v.data = true
 		}
