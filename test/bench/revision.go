@@ -147,29 +147,12 @@ func (r *revEnv) runRevision(ctx context.Context) (res *RevisionResult, err erro
 	if r.cgroupBase != "" {
 		env.podCgroups = filepath.Join(r.cgroupBase, name)
 	}
+	// Tear-down whatever happened: every volume unpublished, the driver
+	// stopped, the kubelet root unmounted, the pod cgroups removed.
 	defer func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
-		defer ccancel()
-		var errs []error
-		if env.drv != nil {
-			if env.drv.Alive() {
-				if uerr := env.unpublishAll(cctx); uerr != nil {
-					errs = append(errs, uerr)
-				}
-			}
-			env.drv.Stop()
-			res.LogWarnings, res.FirstWarnings = logWarnings(env.drv.logPath, 3)
-		}
-		if _, uerr := unmountBelow(dir); uerr != nil {
-			errs = append(errs, uerr)
-		}
-		if env.podCgroups != "" {
-			removeCgroups(env.podCgroups)
-		}
-		if rerr := os.RemoveAll(dir); rerr != nil {
-			errs = append(errs, rerr)
-		}
-		if cerr := errors.Join(errs...); cerr != nil && err == nil {
+		var cerr error
+		res.LogWarnings, res.FirstWarnings, cerr = env.tearDown(dir)
+		if cerr != nil && err == nil {
 			err = fmt.Errorf("clean-up: %w", cerr)
 		}
 	}()

@@ -287,28 +287,9 @@ func (r *rotEnv) runOne(ctx context.Context, cfg RotationConfig, res *RotationRu
 	// Tear-down whatever happened: every volume unpublished, the driver
 	// stopped, the kubelet root unmounted, the pod cgroups removed.
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		var errs []error
-		if env.drv != nil {
-			if env.drv.Alive() {
-				if uerr := env.unpublishAll(cctx); uerr != nil {
-					errs = append(errs, uerr)
-				}
-			}
-			env.drv.Stop()
-			res.LogWarnings, res.FirstWarnings = logWarnings(env.drv.logPath, 3)
-		}
-		if _, uerr := unmountBelow(dir); uerr != nil {
-			errs = append(errs, uerr)
-		}
-		if env.podCgroups != "" {
-			removeCgroups(env.podCgroups)
-		}
-		if rerr := os.RemoveAll(dir); rerr != nil {
-			errs = append(errs, rerr)
-		}
-		if cerr := errors.Join(errs...); cerr != nil && err == nil {
+		var cerr error
+		res.LogWarnings, res.FirstWarnings, cerr = env.tearDown(dir)
+		if cerr != nil && err == nil {
 			err = fmt.Errorf("clean-up: %w", cerr)
 		}
 	}()
@@ -510,6 +491,34 @@ func (r *rotEnv) runOne(ctx context.Context, cfg RotationConfig, res *RotationRu
 
 // logWarnings counts the warning and error lines of a driver log and
 // returns the first n.
+// tearDown unpublishes every volume of a one-node run, stops its driver,
+// unmounts what is left below dir, removes the pod cgroups and dir. It
+// returns the driver's warnings (see logWarnings).
+func (env *Env) tearDown(dir string) (warnings int, first []string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var errs []error
+	if env.drv != nil {
+		if env.drv.Alive() {
+			if err := env.unpublishAll(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		env.drv.Stop()
+		warnings, first = logWarnings(env.drv.logPath, 3)
+	}
+	if _, err := unmountBelow(dir); err != nil {
+		errs = append(errs, err)
+	}
+	if env.podCgroups != "" {
+		removeCgroups(env.podCgroups)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, err)
+	}
+	return warnings, first, errors.Join(errs...)
+}
+
 func logWarnings(path string, n int) (int, []string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
