@@ -127,6 +127,27 @@ func createDeployment(t *testing.T, ns, name string, replicas int32) {
 	}
 }
 
+// outOfShareWindow waits until every pod matching selector has run longer
+// than window, so that the driver no longer shares their reads.
+func outOfShareWindow(t *testing.T, ns, selector string, window time.Duration) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(ctxT(t), 100*time.Millisecond, podTimeout, true, func(ctx context.Context) (bool, error) {
+		l, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return false, err
+		}
+		for _, p := range l.Items {
+			if p.Status.StartTime == nil || time.Since(p.Status.StartTime.Time) < window {
+				return false, nil
+			}
+		}
+		return len(l.Items) > 0, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func scale(t *testing.T, ns, name string, replicas int32) {
 	t.Helper()
 	d, err := kube.AppsV1().Deployments(ns).Get(ctxT(t), name, metav1.GetOptions{})
@@ -311,6 +332,11 @@ func TestRevisionVersionGone(t *testing.T) {
 	// The secret is deleted and made again: the recorded version is gone.
 	fake(t, "/_fake/secrets/delete", map[string]string{"region": region, "name": tn.secret("key")})
 	putSecret(t, tn.secret("key"), "v9")
+	// The fallback reads the current version, and the driver reuses a read
+	// of the same identity for --aws-share-window (1 s) after it arrived:
+	// the scale-up must come after the first pod's read is out of it, or
+	// the new pod gets that read's v1, current a moment ago.
+	outOfShareWindow(t, ns, "app=web", 2*time.Second)
 	scale(t, ns, "web", 2)
 	got := keysOf(t, ns, "web", 2)
 	var newPod string
