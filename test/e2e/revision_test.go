@@ -127,8 +127,9 @@ func createDeployment(t *testing.T, ns, name string, replicas int32) {
 	}
 }
 
-// outOfShareWindow waits until every pod matching selector has run longer
-// than window, so that the driver no longer shares their reads.
+// outOfShareWindow waits until the containers of every pod matching
+// selector have run longer than window (a container starts after its
+// volumes were mounted), so that the driver no longer shares their reads.
 func outOfShareWindow(t *testing.T, ns, selector string, window time.Duration) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(ctxT(t), 100*time.Millisecond, podTimeout, true, func(ctx context.Context) (bool, error) {
@@ -137,8 +138,10 @@ func outOfShareWindow(t *testing.T, ns, selector string, window time.Duration) {
 			return false, err
 		}
 		for _, p := range l.Items {
-			if p.Status.StartTime == nil || time.Since(p.Status.StartTime.Time) < window {
-				return false, nil
+			for _, c := range p.Status.ContainerStatuses {
+				if c.State.Running == nil || time.Since(c.State.Running.StartedAt.Time) < window {
+					return false, nil
+				}
 			}
 		}
 		return len(l.Items) > 0, nil
@@ -336,7 +339,7 @@ func TestRevisionVersionGone(t *testing.T) {
 	// of the same identity for --aws-share-window (1 s) after it arrived:
 	// the scale-up must come after the first pod's read is out of it, or
 	// the new pod gets that read's v1, current a moment ago.
-	outOfShareWindow(t, ns, "app=web", 2*time.Second)
+	outOfShareWindow(t, ns, "app=web", 1500*time.Millisecond)
 	scale(t, ns, "web", 2)
 	got := keysOf(t, ns, "web", 2)
 	var newPod string
