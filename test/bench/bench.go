@@ -255,15 +255,9 @@ func verify(p *Pod, v volumeSpec) error {
 			return err
 		}
 	}
-	entries, err := os.ReadDir(p.Req.TargetPath)
+	files, err := visibleFiles(p.Req.TargetPath)
 	if err != nil {
 		return err
-	}
-	files := 0
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), "..") {
-			files++
-		}
 	}
 	if files != v.Objects() {
 		return fmt.Errorf("volume %s: %d files, want %d", v.Name, files, v.Objects())
@@ -606,4 +600,20 @@ func (e *Env) profileLoop(ctx context.Context, v volumeSpec, republish bool, d t
 		}
 	}
 	return n, <-errc
+}
+
+// visibleFiles counts the top-level names of the volume at target that a
+// pod sees: everything but the "..data" layout's.
+func visibleFiles(target string) (int, error) {
+	entries, err := os.ReadDir(target)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "..") {
+			n++
+		}
+	}
+	return n, nil
 }

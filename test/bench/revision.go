@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
 
 	"github.com/podsecrets/podsecrets/test/awsfake/store"
@@ -137,15 +136,9 @@ func (r *revEnv) runRevision(ctx context.Context) (res *RevisionResult, err erro
 	apiRec := NewRecorder(api, apiKind)
 	apiSrv := httptest.NewServer(apiRec)
 	defer apiSrv.Close()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(kubeconfigTemplate, apiSrv.URL)), 0o600); err != nil {
+	env, kubeconfig, err := oneNodeEnv(dir, name, apiSrv.URL, r.cgroupBase, r.iss, st, storeRec, api, apiRec)
+	if err != nil {
 		return nil, err
-	}
-
-	env := &Env{kubeletRoot: filepath.Join(dir, "kubelet"), st: st, storeRec: storeRec, api: api, apiRec: apiRec, iss: r.iss,
-		published: map[string]*csi.NodePublishVolumeRequest{}}
-	if r.cgroupBase != "" {
-		env.podCgroups = filepath.Join(r.cgroupBase, name)
 	}
 	// Tear-down whatever happened: every volume unpublished, the driver
 	// stopped, the kubelet root unmounted, the pod cgroups removed.

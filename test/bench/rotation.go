@@ -220,15 +220,9 @@ func verifyRot(p *Pod, c rotClass, want0 string) error {
 			return err
 		}
 	}
-	entries, err := os.ReadDir(p.Req.TargetPath)
+	files, err := visibleFiles(p.Req.TargetPath)
 	if err != nil {
 		return err
-	}
-	files := 0
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), "..") {
-			files++
-		}
 	}
 	if files != c.Objects() {
 		return fmt.Errorf("%d files, want %d", files, c.Objects())
@@ -274,15 +268,9 @@ func (r *rotEnv) runOne(ctx context.Context, cfg RotationConfig, res *RotationRu
 	apiRec := NewRecorder(api, apiKind)
 	apiSrv := httptest.NewServer(apiRec)
 	defer apiSrv.Close()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(kubeconfigTemplate, apiSrv.URL)), 0o600); err != nil {
+	env, kubeconfig, err := oneNodeEnv(dir, name, apiSrv.URL, r.cgroupBase, r.iss, st, storeRec, api, apiRec)
+	if err != nil {
 		return err
-	}
-
-	env := &Env{kubeletRoot: filepath.Join(dir, "kubelet"), st: st, storeRec: storeRec, api: api, apiRec: apiRec, iss: r.iss,
-		published: map[string]*csi.NodePublishVolumeRequest{}}
-	if r.cgroupBase != "" {
-		env.podCgroups = filepath.Join(r.cgroupBase, name)
 	}
 	// Tear-down whatever happened: every volume unpublished, the driver
 	// stopped, the kubelet root unmounted, the pod cgroups removed.
@@ -491,6 +479,22 @@ func (r *rotEnv) runOne(ctx context.Context, cfg RotationConfig, res *RotationRu
 
 // logWarnings counts the warning and error lines of a driver log and
 // returns the first n.
+// oneNodeEnv is the Env of a one-node run in dir against the fake API at
+// apiURL: its kubeconfig written, its pod cgroups below cgroupBase (none
+// if empty).
+func oneNodeEnv(dir, name, apiURL, cgroupBase string, iss *store.Issuer, st *store.Store, storeRec *Recorder, api *KubeAPI, apiRec *Recorder) (*Env, string, error) {
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(kubeconfigTemplate, apiURL)), 0o600); err != nil {
+		return nil, "", err
+	}
+	env := &Env{kubeletRoot: filepath.Join(dir, "kubelet"), st: st, storeRec: storeRec, api: api, apiRec: apiRec, iss: iss,
+		published: map[string]*csi.NodePublishVolumeRequest{}}
+	if cgroupBase != "" {
+		env.podCgroups = filepath.Join(cgroupBase, name)
+	}
+	return env, kubeconfig, nil
+}
+
 // tearDown unpublishes every volume of a one-node run, stops its driver,
 // unmounts what is left below dir, removes the pod cgroups and dir. It
 // returns the driver's warnings (see logWarnings).
