@@ -254,25 +254,9 @@ func (k *KubeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Write(b)
 	case apiPod:
-		k.mu.RLock()
-		b, ok := k.pods[p[3]+"/"+p[5]]
-		k.mu.RUnlock()
-		if !ok {
-			notFound(w, "pods", p[5])
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(b)
+		k.serveStored(w, &k.pods, p[3], p[5], "pods")
 	case apiRecordGet:
-		k.mu.RLock()
-		b, ok := k.records[p[4]+"/"+p[6]]
-		k.mu.RUnlock()
-		if !ok {
-			notFound(w, "secretversionrecords.podsecrets.dev", p[6])
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(b)
+		k.serveStored(w, &k.records, p[4], p[6], "secretversionrecords.podsecrets.dev")
 	case apiRecordCreate:
 		k.createRecord(w, r, p[4])
 	case apiNode:
@@ -287,6 +271,20 @@ func (k *KubeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		notFound(w, "", r.URL.Path)
 	}
+}
+
+// serveStored answers a GET of namespace/name from *objects (read under
+// k.mu: the maps are made on first use), or 404.
+func (k *KubeAPI) serveStored(w http.ResponseWriter, objects *map[string][]byte, namespace, name, resource string) {
+	k.mu.RLock()
+	b, ok := (*objects)[namespace+"/"+name]
+	k.mu.RUnlock()
+	if !ok {
+		notFound(w, resource, name)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
 }
 
 // createRecord stores the posted SecretVersionRecord of namespace ns, as
