@@ -12,7 +12,11 @@ BUILDFLAGS := -trimpath -tags grpcnotrace
 # and test/bench call it with their own BIN (and VERSION).
 BIN := bin/podsecrets
 # Fuzz targets run briefly on every `make test`; FUZZTIME=1m for a longer run.
-FUZZTIME ?= 5s
+# The default is a count of inputs, not a duration: Go 1.26's fuzz
+# coordinator can fail a target with "context deadline exceeded" when a
+# -fuzztime duration ends while a worker is busy (go.dev/issue/75804, fixed
+# in Go 1.27), which a loaded machine hits; a count has no deadline to race.
+FUZZTIME ?= 10000x
 
 .PHONY: build test unit fuzz e2e demo demo-down bench clean
 
