@@ -224,8 +224,16 @@ func (m *Manager) Publish(ctx context.Context, from State, v Volume) (sealed boo
 }
 
 func (m *Manager) publish(ctx context.Context, from State, v Volume) (err error) {
+	if from == Incomplete {
+		// Left by an older driver killed mid-publish: no pod has used
+		// it, so it goes first (its memory with it), and the volume is
+		// made anew from Absent.
+		if err := m.Unpublish(v.Target); err != nil {
+			return err
+		}
+	}
 	// touched: the target holds something of ours that a failure must undo.
-	touched := from == Incomplete
+	touched := false
 	defer func() {
 		switch {
 		case err == nil:
@@ -255,14 +263,6 @@ func (m *Manager) publish(ctx context.Context, from State, v Volume) (err error)
 		return ctx.Err()
 	}
 	defer func() { <-m.sem }()
-	if from == Incomplete {
-		// Left by an older driver killed mid-publish: no pod has used
-		// it, so it goes, and the volume is made anew.
-		touched = true
-		if err := m.Unpublish(v.Target); err != nil {
-			return err
-		}
-	}
 	touched = true
 	if err := os.Mkdir(v.Target, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create target: %w", mount.StripPath(err))

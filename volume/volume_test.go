@@ -177,7 +177,7 @@ func TestCompleteClearsLeftovers(t *testing.T) {
 	_, target := pods(t)
 	tgt := target("p")
 	os.Mkdir(tgt, 0o750)
-	m := New(Options{Mounter: mount.System{}, TmpfsSize: 64 << 10})
+	m := New(Options{Mounter: mount.System{}, TmpfsSize: 64 << 10, NodeLimit: 64 << 10, StagingDir: t.TempDir()})
 	if err := (mount.System{}).MountTmpfs(tgt, mount.TmpfsOptions{SizeBytes: 64 << 10}); err != nil {
 		t.Fatal(err)
 	}
@@ -195,5 +195,9 @@ func TestCompleteClearsLeftovers(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(tgt, "..v_dead")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("leftover still there (%v)", err)
+	}
+	// The completed volume's bytes count against the node's limit.
+	if _, err := m.Publish(context.Background(), Absent, Volume{Target: target("q"), Fetch: fixed(set(40 << 10))}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a second 40 KiB volume beside the completed one within a 64 KiB node limit = %v, want ErrTooLarge", err)
 	}
 }
