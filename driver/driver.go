@@ -199,3 +199,15 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 		k.mu.Unlock()
 	}
 }
+
+// event puts an event on the pod, if the driver has an event sink: the one
+// place events are sent from.
+func (d *Driver) event(ctx context.Context, pr *publishRequest, warning bool, reason, message string) {
+	switch {
+	case d.opts.Events == nil:
+	case warning:
+		d.opts.Events.Warn(ctx, pr.pod, reason, message)
+	default:
+		d.opts.Events.Normal(ctx, pr.pod, reason, message)
+	}
+}

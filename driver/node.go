@@ -90,9 +90,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	log.Info(msg, logkey.Provider, providerName, logkey.Objects, versionsAttr(resp.Versions), logkey.DurationMS, ms(took))
 	for _, w := range resp.Warnings {
 		log.Warn("class warning", logkey.Reason, w.Reason, logkey.Message, w.Message)
-		if d.opts.Events != nil {
-			d.opts.Events.Warn(ctx, pr.pod, w.Reason, w.Message)
-		}
+		d.event(ctx, pr, true, w.Reason, w.Message)
 	}
 	return &csi.NodePublishVolumeResponse{}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/podsecrets/podsecrets/internal/logkey"
 	"github.com/podsecrets/podsecrets/kube"
 	"github.com/podsecrets/podsecrets/provider"
+	"github.com/podsecrets/podsecrets/rotation"
 )
 
 // RevisionResolver finds the workload revision of a pod; kube.Revisions on
@@ -78,7 +79,7 @@ func (d *Driver) fetchRevision(ctx context.Context, pr *publishRequest, class *k
 	if err != nil {
 		return f, fmt.Errorf("SecretProviderClass %s: %w", ref, err)
 	}
-	if created || sameVersions(got.Objects, f.resp.Versions) {
+	if created || rotation.Changes(got.Objects, f.resp.Versions) == nil {
 		d.opts.Metrics.revisionMount(revisionFirst)
 		log.Info("revision versions recorded", logkey.Objects, versionsAttr(f.resp.Versions))
 		return f, nil
@@ -112,32 +113,4 @@ func (d *Driver) fetchRecorded(ctx context.Context, pr *publishRequest, class *k
 // fetchPinned is fetch with the versions pin.
 func (d *Driver) fetchPinned(ctx context.Context, pr *publishRequest, class *kube.Class, pin []provider.ObjectVersion) (fetched, error) {
 	return d.fetchWith(ctx, pr, class, func(r *provider.Request) { r.Pin = pin })
-}
-
-// sameVersions reports whether a and b hold the same version of each file.
-func sameVersions(a, b []provider.ObjectVersion) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	byPath := make(map[string]provider.ObjectVersion, len(a))
-	for _, v := range a {
-		byPath[v.Path] = v
-	}
-	for _, v := range b {
-		if w, ok := byPath[v.Path]; !ok || w.Version != v.Version || w.ID != v.ID {
-			return false
-		}
-	}
-	return true
-}
-
-// event puts an event on the pod, if the driver has an event sink.
-func (d *Driver) event(ctx context.Context, pr *publishRequest, warning bool, reason, message string) {
-	switch {
-	case d.opts.Events == nil:
-	case warning:
-		d.opts.Events.Warn(ctx, pr.pod, reason, message)
-	default:
-		d.opts.Events.Normal(ctx, pr.pod, reason, message)
-	}
 }

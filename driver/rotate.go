@@ -76,18 +76,14 @@ func (d *Driver) republish(ctx context.Context, pr *publishRequest, log *slog.Lo
 		d.opts.Metrics.rotationCheck(providerName, checkFailed)
 		log.Warn("rotation check failed; the pod keeps its files", logkey.Why, why, logkey.Provider, providerName,
 			logkey.Code, code, logkey.Error, err.Error(), logkey.RetryInS, wait.Seconds(), logkey.DurationMS, ms(took))
-		if d.opts.Events != nil {
-			d.opts.Events.Warn(ctx, pr.pod, reasonRotationFailed, err.Error()+"; the pod keeps its files and the check is retried")
-		}
+		d.event(ctx, pr, true, reasonRotationFailed, err.Error()+"; the pod keeps its files and the check is retried")
 	case changes == nil:
 		d.opts.Metrics.rotationCheck(providerName, checkUnchanged)
 		log.Debug("rotation check: unchanged", logkey.Why, why, logkey.DurationMS, ms(took))
 	default:
 		d.opts.Metrics.rotationCheck(providerName, checkRotated)
 		log.Info("volume rotated", logkey.Why, why, logkey.Provider, providerName, logkey.Objects, changes, logkey.DurationMS, ms(took))
-		if d.opts.Events != nil {
-			d.opts.Events.Normal(ctx, pr.pod, reasonRotated, rotatedMessage(pr.classRef(), changes))
-		}
+		d.event(ctx, pr, false, reasonRotated, rotatedMessage(pr.classRef(), changes))
 	}
 	return providerName
 }
