@@ -181,6 +181,13 @@ func TestRotationOff(t *testing.T) {
 	if got, _ := readSet(t, target, "a"); got["a"] != "1" {
 		t.Fatalf("a = %q, want the value of pod start", got["a"])
 	}
+	// An unpublished volume leaves nothing in the tracker.
+	if err := h.unpublish(req.VolumeId, target); err != nil {
+		t.Fatal(err)
+	}
+	if h.driver.opts.Rotation.Known(target) {
+		t.Fatal("the tracker still holds an unpublished volume")
+	}
 }
 
 // TestRotationFailureKeepsFiles: a check that fails answers OK, keeps the

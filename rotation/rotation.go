@@ -258,13 +258,6 @@ func (t *Tracker) Forget(target string) {
 	delete(t.vols, target)
 }
 
-// Len is the number of volumes tracked.
-func (t *Tracker) Len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.vols)
-}
-
 // Changes lists, for an event and the audit log, the objects whose version
 // differs between a volume's old and new record, as "id@old→new" ("id@→new"
 // for an object the volume did not hold, "id@old→" for one it no longer
