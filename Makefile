@@ -18,7 +18,7 @@ BIN := bin/podsecrets
 # in Go 1.27), which a loaded machine hits; a count has no deadline to race.
 FUZZTIME ?= 10000x
 
-.PHONY: build test unit fuzz e2e demo demo-down bench clean
+.PHONY: build test unit fuzz e2e demo demo-down bench clean generate
 
 build:
 	$(GO_ENV) CGO_ENABLED=0 go build $(BUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/podsecrets
@@ -59,6 +59,10 @@ bench:
 	fi; test/e2e/e2e.sh down; \
 	go run ./test/bench -out docs/benchmarks.md $$(test -s _output/realnode.json && echo -realnode _output/realnode.json) \
 	  $$(test -s _output/memory.json && echo -memory _output/memory.json)
+
+## generate: the checked-in Go code of the .proto files (protoc from Debian, Go plugins at pinned versions).
+generate:
+	$(GO_ENV) hack/generate.sh
 
 clean:
 	rm -rf bin _output
