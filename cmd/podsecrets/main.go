@@ -91,6 +91,7 @@ type config struct {
 	awsReadStrategy                                     aws.ReadStrategy
 	minPollInterval                                     time.Duration
 	watchClasses                                        bool
+	startupTaint                                        string
 }
 
 // Values of --volume-memory.
@@ -135,6 +136,9 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&c.watchClasses, "watch-classes", true,
 		"follow SecretProviderClass metadata with a watch (needs list and watch), so that a new "+kube.RefreshAnnotation+
 			" annotation or spec makes volumes check at their next republish; false leaves only the poll interval")
+	fs.StringVar(&c.startupTaint, "startup-taint", "",
+		"taint key to remove from this node once kubelet has registered the driver, such as "+kube.DefaultStartupTaint+
+			" (needs get and patch on nodes); empty: none")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -152,6 +156,11 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("-aws-share-window %v: want 0 up to %v", c.awsShareWindow, aws.MaxShareWindow)
 	case c.minPollInterval < time.Second:
 		return nil, fmt.Errorf("-min-poll-interval %v: want at least 1s", c.minPollInterval)
+	}
+	if c.startupTaint != "" {
+		if err := kube.ValidateTaintKey(c.startupTaint); err != nil {
+			return nil, fmt.Errorf("-startup-taint: %w", err)
+		}
 	}
 	return c, nil
 }
@@ -311,7 +320,12 @@ func runDriver(args []string) error {
 	if err := d.Recover(filepath.Join(c.kubeletRoot, "pods")); err != nil {
 		return err
 	}
-	return serve(ctx, c, socket, d, reg, log)
+	var taint *kube.StartupTaint
+	if c.startupTaint != "" {
+		taint = kube.NewStartupTaint(dyn, c.nodeID, c.startupTaint, log)
+		go taint.Run(ctx)
+	}
+	return serve(ctx, c, socket, d, reg, taint, log)
 }
 
 // containerMemoryLimit reads the memory limit of the driver's own cgroup, as
@@ -341,8 +355,9 @@ func kubeConfig(path string) (*rest.Config, error) {
 }
 
 // serve runs the CSI, registration and HTTP servers until ctx ends. Volumes
-// stay mounted on exit: pods keep their secrets across driver restarts.
-func serve(ctx context.Context, c *config, socket string, d *driver.Driver, reg *prometheus.Registry, log *slog.Logger) error {
+// stay mounted on exit: pods keep their secrets across driver restarts. A
+// non-nil taint learns of kubelet's registrations.
+func serve(ctx context.Context, c *config, socket string, d *driver.Driver, reg *prometheus.Registry, taint *kube.StartupTaint, log *slog.Logger) error {
 	errc := make(chan error, 3)
 	csiLis, err := driver.ListenUnix(socket)
 	if err != nil {
@@ -357,8 +372,13 @@ func serve(ctx context.Context, c *config, socket string, d *driver.Driver, reg 
 		return fmt.Errorf("listen on registration socket: %w", err)
 	}
 	// Ready once kubelet has accepted the plugin: before that, kubelet
-	// cannot call it, and pods landing on the node would fail their mounts.
-	regSrv := driver.NewRegistrationServer(&driver.Registration{Endpoint: socket, Logger: log, OnStatus: d.SetReady})
+	// cannot call it, and pods landing on the node would fail their mounts;
+	// the startup taint that kept them off goes then too.
+	onStatus := func(registered bool) {
+		d.SetReady(registered)
+		taint.Registered(registered)
+	}
+	regSrv := driver.NewRegistrationServer(&driver.Registration{Endpoint: socket, Logger: log, OnStatus: onStatus})
 	go func() { errc <- regSrv.Serve(regLis) }()
 	defer regSrv.Stop()
 

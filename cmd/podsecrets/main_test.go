@@ -30,6 +30,18 @@ func TestParseFlags(t *testing.T) {
 		"no node":      {wantErr: "-node-id"},
 		"stray args":   {args: []string{"-node-id=n", "extra"}, wantErr: "unexpected arguments"},
 		"unknown flag": {args: []string{"-node-id=n", "-nope"}, wantErr: "not defined"},
+		"startup taint": {
+			args:  []string{"-node-id=n", "-startup-taint=podsecrets.dev/agent-not-ready"},
+			check: func(c *config) bool { return c.startupTaint == "podsecrets.dev/agent-not-ready" },
+		},
+		"no startup taint by default": {
+			args:  []string{"-node-id=n"},
+			check: func(c *config) bool { return c.startupTaint == "" },
+		},
+		"startup taint with an effect": {
+			args:    []string{"-node-id=n", "-startup-taint=podsecrets.dev/agent-not-ready:NoSchedule"},
+			wantErr: "-startup-taint",
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
