@@ -311,7 +311,7 @@ func (p *Provider) fetch(ctx context.Context, req *provider.Request, cfg *config
 	resp, err := p.fetchRegion(ctx, id, cfg, region, false, req)
 	if err == nil {
 		p.log.Debug("aws: fetched", append(logArgs, logkey.Region, region, logkey.ObjectCount, len(cfg.Objects), logkey.DurationMS, ms(time.Since(start)))...)
-		resp.Warnings = cfg.warnings(req.Class)
+		resp.Warnings = append(cfg.warnings(req.Class), resp.Warnings...)
 		return resp, nil
 	}
 	if cfg.FailoverRegion == "" || !errors.Is(err, provider.ErrUnavailable) || ctx.Err() != nil {
@@ -330,7 +330,7 @@ func (p *Provider) fetch(ctx context.Context, req *provider.Request, cfg *config
 		return nil, ferr
 	}
 	p.log.Debug("aws: fetched from the failover region", append(logArgs, logkey.Region, cfg.FailoverRegion, logkey.ObjectCount, len(cfg.Objects), logkey.DurationMS, ms(time.Since(start)))...)
-	resp.Warnings = cfg.warnings(req.Class)
+	resp.Warnings = append(cfg.warnings(req.Class), resp.Warnings...)
 	return resp, nil
 }
 
@@ -348,11 +348,11 @@ func (p *Provider) fetchRegion(ctx context.Context, id *identity, cfg *config, r
 	if !failover {
 		objs = pinObjects(objs, req.Pin, region)
 	}
-	results, err := f.run(ctx, objs, req.Held)
+	out, err := f.run(ctx, objs, req.Held)
 	if err != nil {
 		return nil, err
 	}
-	return buildResponse(objs, results, region, failover)
+	return buildResponse(objs, out, region, failover, req.Class)
 }
 
 // ms renders a duration for logs in milliseconds, the unit logkey.DurationMS

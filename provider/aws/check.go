@@ -104,20 +104,17 @@ func sourceOf(k fetchKey, region string) string {
 // Fetch need not read. A key it returns no value for is read as in any
 // Fetch, and its version compared by the driver.
 func (f *fetcher) checkHeld(ctx context.Context, objs []object, held *provider.Held) (map[fetchKey]*result, error) {
-	byPath := make(map[string]provider.ObjectVersion, len(held.Objects))
-	for _, o := range held.Objects {
-		byPath[o.Path] = o
-	}
+	byPath := heldByPath(held)
 	keys, owners := keysOf(objs, f.failover)
 	reuse := make(map[fetchKey]*result, len(keys))
 	var mu sync.Mutex
 	keep := func(k fetchKey, h provider.ObjectVersion) {
-		data, err := held.ReadFile(owners[k].Path)
-		if err != nil {
+		r := readHeld(held, owners[k].Path, h)
+		if r == nil {
 			return // read it again
 		}
 		mu.Lock()
-		reuse[k] = &result{data: data, id: h.ID, version: h.Version}
+		reuse[k] = r
 		mu.Unlock()
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -144,8 +141,9 @@ func (f *fetcher) checkHeld(ctx context.Context, objs []object, held *provider.H
 		g.Go(func() error {
 			v, err := f.describe(gctx, k)
 			switch {
-			case errors.Is(err, errNoStage), errors.Is(err, provider.ErrPermissionDenied):
-				return nil // read it: the read answers or fails clearly
+			case errors.Is(err, errNoStage), errors.Is(err, provider.ErrPermissionDenied),
+				f.optional[k] && errors.Is(err, provider.ErrNotFound):
+				return nil // read it: the read answers or fails clearly (or, optional, is missing)
 			case err != nil:
 				return err
 			}
@@ -159,6 +157,25 @@ func (f *fetcher) checkHeld(ctx context.Context, objs []object, held *provider.H
 		return nil, err
 	}
 	return reuse, nil
+}
+
+// heldByPath indexes the versions a volume holds by their file.
+func heldByPath(held *provider.Held) map[string]provider.ObjectVersion {
+	byPath := make(map[string]provider.ObjectVersion, len(held.Objects))
+	for _, o := range held.Objects {
+		byPath[o.Path] = o
+	}
+	return byPath
+}
+
+// readHeld reads back the value of h, the held version whose file is path;
+// nil when the volume cannot give it (then it is read from the store).
+func readHeld(held *provider.Held, path string, h provider.ObjectVersion) *result {
+	data, err := held.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	return &result{data: data, id: h.ID, version: h.Version}
 }
 
 // errNoStage: DescribeSecret shows no version with the label a key reads.

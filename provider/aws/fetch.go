@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -78,6 +79,20 @@ type result struct {
 	data    []byte
 	id      string // ARN, or parameter name
 	version string
+}
+
+// optionalKeys returns the reads of objs whose every object is optional:
+// only those may be missing from the store. A read that a required object
+// shares stays required.
+func optionalKeys(objs []object, failover bool) map[fetchKey]bool {
+	opt := make(map[fetchKey]bool, len(objs))
+	for i := range objs {
+		k := keyOf(&objs[i], failover)
+		if o, seen := opt[k]; !seen || o {
+			opt[k] = objs[i].Optional
+		}
+	}
+	return opt
 }
 
 // keysOf returns the distinct reads objs need, in objects order, and the
@@ -159,8 +174,9 @@ type fetcher struct {
 	creds    aws.Credentials
 	failover bool
 
-	owners map[fetchKey]*object
-	reads  map[fetchKey]*read // every key of the Fetch; not modified after run starts
+	owners   map[fetchKey]*object
+	optional map[fetchKey]bool  // reads that may be missing (optionalKeys)
+	reads    map[fetchKey]*read // every key of the Fetch; not modified after run starts
 	mine   map[fetchKey]bool  // the keys this Fetch reads itself
 	share  *shareTable        // nil: nothing is shared
 
@@ -174,12 +190,22 @@ type fetcher struct {
 	failed chan struct{} // closed when err is set
 }
 
+// outcome is what run got for the reads of a Fetch.
+type outcome struct {
+	// values are the values of the reads, fetched or held.
+	values map[fetchKey]*result
+	// missing are the optional reads the store does not have, with the
+	// error that says so. A missing read with a value in values is one a
+	// rotation check keeps from the volume (see keepMissing).
+	missing map[fetchKey]error
+}
+
 // run fetches every object. Without sharing, the first error cancels the
 // other calls; with sharing, the reads this Fetch owns run on for the
 // Fetches waiting for them (see share.go).
-func (f *fetcher) run(ctx context.Context, objs []object, held *provider.Held) (map[fetchKey]*result, error) {
+func (f *fetcher) run(ctx context.Context, objs []object, held *provider.Held) (*outcome, error) {
 	all, owners := keysOf(objs, f.failover)
-	f.owners, f.share = owners, f.p.share
+	f.owners, f.optional, f.share = owners, optionalKeys(objs, f.failover), f.p.share
 	var reuse map[fetchKey]*result
 	if held != nil {
 		var err error
@@ -212,7 +238,7 @@ func (f *fetcher) run(ctx context.Context, objs []object, held *provider.Held) (
 		f.mine[k] = true
 	}
 	f.start(owned)
-	results, err := f.wait(ctx, keys)
+	out, err := f.wait(ctx, keys)
 	if f.share == nil {
 		// Nobody else needs the calls still running.
 		f.cancel()
@@ -221,16 +247,43 @@ func (f *fetcher) run(ctx context.Context, objs []object, held *provider.Held) (
 	if err != nil {
 		return nil, err
 	}
-	for k, r := range results {
+	for k, r := range out.values {
 		// Every version read answers later checks of this identity.
 		if k.Version == "" {
 			f.p.versions.put(shareKey{id: f.id, k: k}, r.id, r.version)
 		}
 	}
 	for k, r := range reuse {
-		results[k] = r
+		out.values[k] = r
 	}
-	return results, nil
+	f.keepMissing(out, held)
+	return out, nil
+}
+
+// keepMissing gives the missing reads that a checked volume holds their
+// held values: an optional object that is gone from the store stays in a
+// running pod's volume, as every file does when a check fails, rather than
+// vanishing under an app that read it. Pods that mount later go without it.
+func (f *fetcher) keepMissing(out *outcome, held *provider.Held) {
+	if held == nil || len(out.missing) == 0 {
+		return
+	}
+	byPath := heldByPath(held)
+	for k := range out.missing {
+		if h, ok := byPath[f.owners[k].Path]; ok && h.Source == sourceOf(k, f.region) {
+			if r := readHeld(held, f.owners[k].Path, h); r != nil {
+				out.values[k] = r
+			}
+		}
+	}
+}
+
+// skips reports whether err, the error of the read of k alone, leaves k out
+// of the volume instead of failing the Fetch: k's objects are optional and
+// the store does not have it. Denials, throttling and every other error
+// still fail.
+func (f *fetcher) skips(k fetchKey, err error) bool {
+	return f.optional[k] && errors.Is(err, provider.ErrNotFound)
 }
 
 // start submits the store calls of keys, batched by the plan.
@@ -259,9 +312,10 @@ func (f *fetcher) start(keys []fetchKey) {
 
 // wait collects the result of every key. It returns at the first error of
 // this Fetch's own reads, at the error of a read it waits for, or when ctx
-// ends: a waiter never waits longer than its own context.
-func (f *fetcher) wait(ctx context.Context, keys []fetchKey) (map[fetchKey]*result, error) {
-	results := make(map[fetchKey]*result, len(keys))
+// ends: a waiter never waits longer than its own context. An optional read
+// the store does not have is missing, not an error (see skips).
+func (f *fetcher) wait(ctx context.Context, keys []fetchKey) (*outcome, error) {
+	out := &outcome{values: make(map[fetchKey]*result, len(keys))}
 	for _, k := range keys {
 		r := f.reads[k]
 		select {
@@ -275,13 +329,21 @@ func (f *fetcher) wait(ctx context.Context, keys []fetchKey) (map[fetchKey]*resu
 		}
 		switch {
 		case r.errFor != nil:
-			return nil, r.errFor(f.what(k))
+			err := r.errFor(f.what(k))
+			if !f.skips(k, err) {
+				return nil, err
+			}
+			if out.missing == nil {
+				out.missing = map[fetchKey]error{}
+			}
+			out.missing[k] = err
+			continue
 		case r.err != nil:
 			return nil, r.err
 		}
-		results[k] = r.res
+		out.values[k] = r.res
 	}
-	return results, nil
+	return out, nil
 }
 
 // submit runs job, which reads keys ks, when a concurrency slot is free. A
@@ -365,7 +427,11 @@ func (f *fetcher) finish(k fetchKey, res *result, err error, errFor func(string)
 		return
 	}
 	if errFor != nil {
-		err = errFor(f.what(k))
+		// Only an error about this key alone can say that the store
+		// does not have it; a failed call of many keys fails them all.
+		if err = errFor(f.what(k)); f.skips(k, err) {
+			return
+		}
 	}
 	f.fail(err)
 }
@@ -689,34 +755,58 @@ func quoteAll(ss []string) []string {
 }
 
 // buildResponse turns fetched values into the volume's files, in objects
-// order, each object followed by its jmesPath files.
-func buildResponse(objs []object, results map[fetchKey]*result, region string, failover bool) (*provider.Response, error) {
+// order, each object followed by its jmesPath files. An optional object
+// the store does not have is left out with its jmesPath files, and a
+// Warning for class ("namespace/name") says so; one a check keeps is in,
+// with a Warning too.
+func buildResponse(objs []object, out *outcome, region string, failover bool, class string) (*provider.Response, error) {
 	resp := &provider.Response{}
 	for i := range objs {
 		o := &objs[i]
 		k := keyOf(o, failover)
-		r := results[k]
-		resp.Files = append(resp.Files, provider.File{Path: o.Path, Mode: o.Mode, Data: bytes.Clone(r.data)})
+		r, ok := out.values[k]
+		if missing, gone := out.missing[k]; gone {
+			resp.Warnings = append(resp.Warnings, missingWarning(class, o, r, missing))
+		}
+		if !ok {
+			if _, gone := out.missing[k]; gone {
+				continue
+			}
+			return nil, noValue(o.describe()) // cannot happen: run returns every key
+		}
+		files, err := objectFiles(o, r)
+		if err != nil {
+			return nil, err
+		}
+		resp.Files = append(resp.Files, files...)
 		// One entry per object, with the file its value is in: a check
 		// reads the value back from there (see check.go).
 		resp.Versions = append(resp.Versions, provider.ObjectVersion{ID: r.id, Version: r.version, Path: o.Path, Source: sourceOf(k, region)})
-		if len(o.JMES) == 0 {
-			continue
-		}
-		var doc any
-		if err := json.Unmarshal(r.data, &doc); err != nil {
-			// The decoder's message can quote the value: leave it out.
-			return nil, invalidf("%s: jmesPath needs a JSON value, but the value is not valid JSON", o.describe())
-		}
-		for j, e := range o.JMES {
-			s, err := searchString(e, doc)
-			if err != nil {
-				return nil, invalidf("%s: jmesPath[%d] path %q: %v", o.describe(), j, e.Expr, err)
-			}
-			resp.Files = append(resp.Files, provider.File{Path: e.Path, Mode: e.Mode, Data: []byte(s)})
-		}
 	}
+	resp.Warnings = boundWarnings(resp.Warnings, class)
 	return resp, nil
+}
+
+// objectFiles are the files of object o with value r: its own file, then
+// one per jmesPath entry.
+func objectFiles(o *object, r *result) ([]provider.File, error) {
+	files := []provider.File{{Path: o.Path, Mode: o.Mode, Data: bytes.Clone(r.data)}}
+	if len(o.JMES) == 0 {
+		return files, nil
+	}
+	var doc any
+	if err := json.Unmarshal(r.data, &doc); err != nil {
+		// The decoder's message can quote the value: leave it out.
+		return nil, invalidf("%s: jmesPath needs a JSON value, but the value is not valid JSON", o.describe())
+	}
+	for j, e := range o.JMES {
+		s, err := searchString(e, doc)
+		if err != nil {
+			return nil, invalidf("%s: jmesPath[%d] path %q: %v", o.describe(), j, e.Expr, err)
+		}
+		files = append(files, provider.File{Path: e.Path, Mode: e.Mode, Data: []byte(s)})
+	}
+	return files, nil
 }
 
 // searchString evaluates e on doc and wants a string. Its errors never

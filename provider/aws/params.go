@@ -99,6 +99,9 @@ type object struct {
 	Path string
 	Mode fs.FileMode
 	JMES []jmesEntry
+	// Optional: an object the store does not have (ErrNotFound) is left
+	// out of the volume, with its jmesPath files, instead of failing it.
+	Optional bool
 }
 
 // jmesEntry extracts one string field of a JSON value into its own file.
@@ -134,6 +137,9 @@ type rawObject struct {
 	FilePermission     permission   `json:"filePermission"`
 	JMESPath           []rawJMES    `json:"jmesPath"`
 	FailoverObject     *rawFailover `json:"failoverObject"`
+	// Optional is ours: the incumbent provider has no such key (it
+	// ignores it, so there the object is required).
+	Optional boolean `json:"optional"`
 }
 
 type rawJMES struct {
@@ -149,35 +155,59 @@ type rawFailover struct {
 }
 
 var (
-	knownObjectFields   = []string{"objectName", "objectType", "objectAlias", "objectVersion", "objectVersionLabel", "filePermission", "jmesPath", "failoverObject"}
+	knownObjectFields   = []string{"objectName", "objectType", "objectAlias", "objectVersion", "objectVersionLabel", "filePermission", "jmesPath", "failoverObject", "optional"}
 	knownJMESFields     = []string{"path", "objectAlias", "filePermission"}
 	knownFailoverFields = []string{"objectName", "objectVersion", "objectVersionLabel"}
 )
 
-// permission is a filePermission value as written.
-type permission struct {
+// scalar is a YAML scalar as written, kept so that its field can say what
+// is wrong with it: decoding into a typed field would fail the whole
+// objects list with the decoder's message instead.
+type scalar struct {
 	set    bool
 	text   string
-	number bool // a YAML number, not a string
+	quoted bool // a YAML string, not a number or a boolean
 }
 
 // UnmarshalJSON keeps the value as written and remembers whether it was a
-// number.
-func (p *permission) UnmarshalJSON(b []byte) error {
+// string.
+func (p *scalar) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	switch {
 	case bytes.Equal(b, []byte("null")):
-		*p = permission{}
+		*p = scalar{}
 	case len(b) > 0 && b[0] == '"':
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
-		*p = permission{set: true, text: s}
+		*p = scalar{set: true, text: s, quoted: true}
 	default:
-		*p = permission{set: true, text: string(b), number: true}
+		*p = scalar{set: true, text: string(b)}
 	}
 	return nil
+}
+
+// permission is a filePermission value as written.
+type permission struct{ scalar }
+
+// boolean is a true/false field as written: a YAML boolean, or the string
+// "true" or "false" (every other field takes strings, so people quote).
+type boolean struct{ scalar }
+
+// value parses b, field naming it in the error; absent is false.
+func (b boolean) value(field string) (bool, error) {
+	switch {
+	case !b.set:
+		return false, nil
+	case strings.EqualFold(b.text, "true"):
+		return true, nil
+	case strings.EqualFold(b.text, "false"):
+		return false, nil
+	case b.quoted:
+		return false, fmt.Errorf("%s %q: want true or false", field, b.text)
+	}
+	return false, fmt.Errorf("%s %s: want true or false", field, b.text)
 }
 
 // mode parses p, defaulting to 0644.
@@ -185,7 +215,7 @@ func (p permission) mode() (fs.FileMode, error) {
 	if !p.set {
 		return defaultMode, nil
 	}
-	if p.number {
+	if !p.quoted {
 		return 0, fmt.Errorf("filePermission %s is a YAML number (an unquoted 0600 reads as 384): quote it, like \"0600\"", p.text)
 	}
 	return parseMode(p.text)
@@ -665,6 +695,9 @@ func (cfg *config) parseObject(i int, r *rawObject, owners *fileOwners) (object,
 		return o, fail(err)
 	}
 	if o.Failover, err = cfg.parseFailover(&o, r); err != nil {
+		return o, fail(err)
+	}
+	if o.Optional, err = r.Optional.value("optional"); err != nil {
 		return o, fail(err)
 	}
 

@@ -26,6 +26,7 @@ func TestParseParameters(t *testing.T) {
 		mode     fs.FileMode
 		jmes     []string // paths of the jmesPath files
 		failover *ref
+		optional bool
 	}
 	tests := map[string]struct {
 		params      map[string]string
@@ -131,6 +132,22 @@ func TestParseParameters(t *testing.T) {
 			region: "us-east-1", failover: "us-west-2",
 			want: []wantObj{{typ: typeSecretsManager, name: "db", path: "db", mode: 0o644, failover: &ref{Name: "db-replica", Label: "AWSPREVIOUS"}}},
 		},
+		"optional, as a boolean or a string": {
+			params: map[string]string{"objects": `
+- {objectName: a, objectType: secretsmanager, optional: true}
+- {objectName: b, objectType: ssmparameter, optional: "True"}
+- {objectName: c, objectType: secretsmanager, optional: false}
+- {objectName: d, objectType: secretsmanager, Optional: yes}
+- {objectName: e, objectType: secretsmanager, optional: null}
+`},
+			want: []wantObj{
+				{typ: typeSecretsManager, name: "a", path: "a", mode: 0o644, optional: true},
+				{typ: typeSSMParameter, name: "b", path: "b", mode: 0o644, optional: true},
+				{typ: typeSecretsManager, name: "c", path: "c", mode: 0o644},
+				{typ: typeSecretsManager, name: "d", path: "d", mode: 0o644, optional: true},
+				{typ: typeSecretsManager, name: "e", path: "e", mode: 0o644},
+			},
+		},
 		"pod identity over IPv6": {
 			params:      map[string]string{"usePodIdentity": "true", "preferredAddressType": "ipv6", "objects": "- {objectName: db, objectType: secretsmanager}"},
 			podIdentity: true, ipv6: true,
@@ -178,7 +195,7 @@ func TestParseParameters(t *testing.T) {
 					jm = append(jm, e.Path)
 				}
 				if o.Index != i || o.Type != w.typ || o.Name != w.name || o.Version != w.version || o.Label != w.label ||
-					o.Path != w.path || o.Mode != w.mode || !slices.Equal(jm, w.jmes) {
+					o.Path != w.path || o.Mode != w.mode || !slices.Equal(jm, w.jmes) || o.Optional != w.optional {
 					t.Errorf("objects[%d] = %+v (jmes files %q), want %+v", i, o, jm, w)
 				}
 				if (o.Failover == nil) != (w.failover == nil) || (o.Failover != nil && *o.Failover != *w.failover) {
@@ -360,6 +377,9 @@ func TestParseParametersErrors(t *testing.T) {
 		"jmesPath bad expression":        {params: sm("  jmesPath: [{path: 'a[', objectAlias: x}]\n"), want: `jmesPath[0]: path "a[": not a JMESPath expression`},
 		"jmesPath bad permission":        {params: sm("  jmesPath: [{path: a, objectAlias: x, filePermission: '0999'}]\n"), want: `jmesPath[0]: filePermission "0999"`},
 		"objectTemplate":                 {params: sm("  objectTemplate: '{{ . }}'\n"), want: "objectTemplate is not supported"},
+		"optional not a boolean":         {params: sm("  optional: maybe\n"), want: `objects[0] (objectName "db"): optional "maybe": want true or false`, exact: true},
+		"optional a number":              {params: sm("  optional: 1\n"), want: `objects[0] (objectName "db"): optional 1: want true or false`, exact: true},
+		"optional a list":                {params: sm("  optional: [true]\n"), want: `objects[0] (objectName "db"): optional [true]: want true or false`, exact: true},
 		"objectName a list": {
 			params: map[string]string{"objects": "- {objectName: [a], objectType: secretsmanager}"},
 			want:   "objects: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal array into Go struct field rawObject.objectName of type string",
@@ -529,6 +549,8 @@ func FuzzParseObjects(f *testing.F) {
 		{"- {objectName: db, objectType: secretsmanager, jmesPath: [{path: '[?a==`1`].b | [0]', objectAlias: q}]}", ""},
 		{"[]", ""},
 		{"- {objectName: x, objectType: secretsmanager, filePermission: 0600}", ""},
+		{"- {objectName: x, objectType: secretsmanager, optional: true, jmesPath: [{path: a, objectAlias: y}]}", ""},
+		{"- {objectName: x, objectType: ssmparameter, optional: 'false'}\n- {objectName: y, objectType: ssmparameter, optional: {a: 1}}", ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.objects, s.translation)
@@ -692,6 +714,10 @@ func TestUnknownKeyWarnings(t *testing.T) {
 		"typo": {
 			params: map[string]string{"objects": "- {objectName: db, objectType: secretsmanager, objectAlais: x}"},
 			want:   []provider.Warning{w(`objects[0].objectAlais: unknown key, ignored; did you mean "objectAlias"?`)},
+		},
+		"optional is known; a typo of it is not": {
+			params: map[string]string{"objects": "- {objectName: db, objectType: secretsmanager, optional: true}\n- {objectName: x, objectType: secretsmanager, optinal: true}"},
+			want:   []provider.Warning{w(`objects[1].optinal: unknown key, ignored; did you mean "optional"?`)},
 		},
 		"nothing close": {
 			params: map[string]string{"objects": "- {objectName: db, objectType: secretsmanager, rotation: daily}"},

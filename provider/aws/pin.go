@@ -9,7 +9,10 @@ import "github.com/podsecrets/podsecrets/provider"
 // object at that file is not served the old object's version; the read
 // names its region, so a fetch from the failover region reads current
 // versions. objs is the parse cache's and is never modified: the pinned
-// objects are copies.
+// objects are copies. A pinned object is never optional: a recorded version
+// the store no longer has fails the fetch with ErrNotFound, so that the
+// driver mounts the current versions instead (see Request.Pin), in which
+// an optional object the store does not have at all is left out.
 func pinObjects(objs []object, pin []provider.ObjectVersion, region string) []object {
 	if len(pin) == 0 {
 		return objs
@@ -25,6 +28,7 @@ func pinObjects(objs []object, pin []provider.ObjectVersion, region string) []ob
 		p, ok := byPath[o.Path]
 		if ok && p.Version != "" && p.Source == sourceOf(keyOf(o, false), region) {
 			o.ref = ref{Name: o.Name, Version: p.Version}
+			o.Optional = false
 		}
 	}
 	return out
