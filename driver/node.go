@@ -162,6 +162,9 @@ func (d *Driver) fetchWith(ctx context.Context, pr *publishRequest, class *kube.
 		Parameters: class.Parameters,
 		FSGroup:    pr.fsGroup,
 		Class:      ref,
+		Attributes: pr.attrs,
+		Secrets:    pr.secrets,
+		Target:     pr.target,
 	}
 	edit(req)
 	r, err := p.Fetch(ctx, req)

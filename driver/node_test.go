@@ -353,3 +353,34 @@ func TestDifferentTargetsParallel(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestForwardsAttributes: a provider that forwards the request (a
+// plugin) gets kubelet's volume attributes without the raw token JSON
+// (the tokens travel typed, in Pod.Tokens), the node-publish secrets and
+// the target.
+func TestRequestForwardsAttributes(t *testing.T) {
+	h := newHarness(t, classObject("default", "db", "fake", nil))
+	h.provider.SetFiles(provider.File{Path: "a", Mode: 0o644, Data: []byte("1")})
+	target := h.target("p")
+	req := kubeletRequest(target, "p", "db", func(r *csi.NodePublishVolumeRequest) {
+		r.VolumeContext["roleName"] = "web"
+		r.Secrets = map[string]string{"username": "u"}
+	})
+	if err := h.publish(req); err != nil {
+		t.Fatal(err)
+	}
+	got := h.provider.Requests()[0]
+	want := map[string]string{keyClass: "db", keyEphemeral: "true", keyPodName: "p", keyPodNamespace: "default",
+		keyPodUID: "uid-p", keyServiceAccount: "app", "roleName": "web"}
+	if len(got.Attributes) != len(want) {
+		t.Errorf("attributes = %v, want %v", got.Attributes, want)
+	}
+	for k, v := range want {
+		if got.Attributes[k] != v {
+			t.Errorf("attributes[%s] = %q, want %q", k, got.Attributes[k], v)
+		}
+	}
+	if got.Secrets["username"] != "u" || got.Target != target {
+		t.Errorf("secrets %v, target %q; want username and %q", got.Secrets, got.Target, target)
+	}
+}

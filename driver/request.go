@@ -34,6 +34,11 @@ type publishRequest struct {
 	class    string
 	pod      provider.Pod
 	fsGroup  *int64
+	// attrs and secrets are kubelet's volume_context (without the
+	// tokens, which are in pod) and node-publish secrets, for providers
+	// that forward them.
+	attrs   map[string]string
+	secrets provider.Secrets
 }
 
 // classRef is the class as "namespace/name". Classes are read from the
@@ -107,6 +112,15 @@ func parsePublish(req *csi.NodePublishVolumeRequest) (*publishRequest, error) {
 		}
 	}
 	r.pod.Tokens = tokens
+	r.attrs = make(map[string]string, len(vc))
+	for k, v := range vc {
+		if k != keyTokens {
+			r.attrs[k] = v
+		}
+	}
+	if s := req.GetSecrets(); s != nil {
+		r.secrets = provider.Secrets(s)
+	}
 	return r, nil
 }
 

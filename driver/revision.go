@@ -46,6 +46,12 @@ const (
 // of one workload revision mount the versions its first pod resolved.
 func (d *Driver) fetchRevision(ctx context.Context, pr *publishRequest, class *kube.Class, log *slog.Logger) (fetched, error) {
 	ref := pr.classRef()
+	// Checked before anything is recorded: a record that later pods
+	// could not honour would promise one set of versions and mount another.
+	if p, err := d.opts.Providers.Get(class.Provider); err == nil && !provider.CanPin(p) {
+		return fetched{provider: p.Name()}, fmt.Errorf("SecretProviderClass %s: spec.versionPolicy Revision: %w: it needs a provider that can read a given version, and provider %s cannot (the plugin protocol has no way to ask for one); use PodStart, or pin versions in the class's parameters as the plugin allows",
+			ref, provider.ErrInvalid, p.Name())
+	}
 	if d.opts.Revisions == nil || d.opts.Records == nil {
 		return fetched{provider: noProvider}, fmt.Errorf("SecretProviderClass %s: spec.versionPolicy Revision: this driver runs without access to revisions and records", ref)
 	}

@@ -166,3 +166,20 @@ func TestRevisionExcludesRotation(t *testing.T) {
 		t.Fatalf("publish = %v", err)
 	}
 }
+
+// TestRevisionNeedsAProviderThatPins: a provider that cannot read a given
+// version (a plugin) fails the mount before anything is recorded, rather
+// than record versions later pods could not mount.
+func TestRevisionNeedsAProviderThatPins(t *testing.T) {
+	h := newHarness(t, revisionClass("db"), podOf("a1", "web-1"))
+	h.provider.NoPin = true
+	h.provider.SetFiles(files("key", "k1")...)
+	err := h.publish(kubeletRequest(h.target("a1"), "a1", "db"))
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "SecretProviderClass default/db: spec.versionPolicy Revision") ||
+		!strings.Contains(err.Error(), "provider fake cannot") {
+		t.Fatalf("publish = %v", err)
+	}
+	if len(h.records()) != 0 || len(h.provider.Requests()) != 0 {
+		t.Fatal("the store was read or a record made for a class that cannot pin")
+	}
+}

@@ -2,6 +2,7 @@ package mount
 
 import (
 	"fmt"
+	"io/fs"
 	"path"
 	"strings"
 	"unicode/utf8"
@@ -141,8 +142,9 @@ func brokenRule(p string) NameRule {
 	return 0
 }
 
-// ValidateFileSet checks every path of files and that no two files collide,
-// either by having the same name or by one needing the other as a directory.
+// ValidateFileSet checks every path and mode of files and that no two files
+// collide, either by having the same name or by one needing the other as a
+// directory.
 func ValidateFileSet(files []File) error {
 	seen := make(map[string]bool, len(files))
 	for _, f := range files {
@@ -151,6 +153,9 @@ func ValidateFileSet(files []File) error {
 		}
 		if seen[f.Path] {
 			return fmt.Errorf("file name %q is used twice", f.Path)
+		}
+		if f.Mode&^fs.ModePerm != 0 {
+			return fmt.Errorf("file %q: mode %#o has more than permission bits (at most 0777; no setuid, setgid or sticky bit)", f.Path, uint32(f.Mode))
 		}
 		seen[f.Path] = true
 	}

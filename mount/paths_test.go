@@ -2,6 +2,7 @@ package mount
 
 import (
 	"errors"
+	"io/fs"
 	"path"
 	"strings"
 	"testing"
@@ -175,4 +176,18 @@ func FuzzValidatePath(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestValidateFileSetMode(t *testing.T) {
+	for _, m := range []fs.FileMode{0, 0o400, 0o777} {
+		if err := ValidateFileSet([]File{{Path: "a", Mode: m}}); err != nil {
+			t.Errorf("mode %#o: %v, want nil", uint32(m), err)
+		}
+	}
+	for _, m := range []fs.FileMode{0o1000, fs.ModeSetuid | 0o755, fs.ModeDir | 0o755} {
+		err := ValidateFileSet([]File{{Path: "a", Mode: m}})
+		if err == nil || !strings.Contains(err.Error(), `file "a": mode`) {
+			t.Errorf("mode %v: %v, want an error naming the file and its mode", m, err)
+		}
+	}
 }

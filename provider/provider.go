@@ -5,6 +5,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -26,6 +27,14 @@ type Request struct {
 	FSGroup *int64
 	// Class names the SecretProviderClass as "namespace/name", for messages.
 	Class string
+	// Attributes are the volume attributes kubelet sent (volume_context)
+	// without the service-account tokens, which are in Pod.Tokens. A
+	// provider that forwards the request (a plugin) passes them on.
+	Attributes map[string]string
+	// Secrets are the request's node-publish secrets, as kubelet sent them.
+	Secrets Secrets
+	// Target is the volume's target path, for providers that forward it.
+	Target string
 	// Pin, when set, are versions to mount instead of the current ones: an
 	// object whose Path and Source match an entry is read at its Version
 	// (a workload revision's record, see kube.VersionRecord). An object
@@ -82,6 +91,31 @@ func (Token) MarshalJSON() ([]byte, error) { return []byte(`"[redacted token]"`)
 
 // LogValue keeps the token value out of structured logs.
 func (Token) LogValue() slog.Value { return slog.StringValue("[redacted token]") }
+
+// Secrets are secret values keyed by name, such as the node-publish secrets
+// of a request. Their formatting methods redact the values, as Token's do.
+type Secrets map[string]string
+
+// String redacts the values and keeps the names.
+func (s Secrets) String() string { return "[redacted secrets: " + strings.Join(s.names(), ", ") + "]" }
+
+// GoString redacts the values, also under %#v.
+func (s Secrets) GoString() string { return s.String() }
+
+// MarshalJSON redacts the values.
+func (s Secrets) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// LogValue keeps the values out of structured logs.
+func (s Secrets) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+func (s Secrets) names() []string {
+	names := make([]string, 0, len(s))
+	for n := range s {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
 
 // File is one file of a volume, relative to the volume root.
 type File struct {
@@ -145,6 +179,21 @@ type Provider interface {
 	Fetch(ctx context.Context, req *Request) (*Response, error)
 }
 
+// Pinner is implemented by providers that can read the versions a Request
+// pins. A class whose provider cannot, such as a plugin whose protocol has
+// no way to ask for a version, cannot use versionPolicy Revision.
+type Pinner interface {
+	Provider
+	// CanPin reports whether Fetch honours Request.Pin.
+	CanPin() bool
+}
+
+// CanPin reports whether p honours Request.Pin.
+func CanPin(p Provider) bool {
+	pp, ok := p.(Pinner)
+	return ok && pp.CanPin()
+}
+
 // Error kinds. Providers wrap them with %w; the driver maps each to a gRPC code.
 var (
 	// ErrInvalid: the parameters or the store's data cannot make a volume.
@@ -159,9 +208,25 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 )
 
-// Registry maps provider names to providers.
+// Registry maps provider names to providers: the built-in ones, then what
+// its Finder finds.
 type Registry struct {
 	providers map[string]Provider
+	finder    Finder
+}
+
+// Finder finds providers that are not built in, such as plugins serving a
+// socket of their name.
+type Finder interface {
+	// Find returns the provider called name, or an error wrapping an Err*
+	// kind that says where it looked.
+	Find(name string) (Provider, error)
+}
+
+// WithFinder makes r ask f for the names it does not hold, and returns r.
+func (r *Registry) WithFinder(f Finder) *Registry {
+	r.finder = f
+	return r
 }
 
 // NewRegistry returns a registry holding ps. Two providers with one name is a
@@ -177,11 +242,15 @@ func NewRegistry(ps ...Provider) *Registry {
 	return r
 }
 
-// Get returns the provider called name, or an ErrInvalid error listing the
-// known providers.
+// Get returns the provider called name: a built-in one, else what the
+// Finder finds; without a Finder, an ErrInvalid error listing the known
+// providers.
 func (r *Registry) Get(name string) (Provider, error) {
 	if p, ok := r.providers[name]; ok {
 		return p, nil
+	}
+	if r.finder != nil {
+		return r.finder.Find(name)
 	}
 	return nil, fmt.Errorf("%w: unknown provider %q (known: %s)", ErrInvalid, name, strings.Join(r.Names(), ", "))
 }

@@ -3,6 +3,7 @@ package provider
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,32 @@ func TestTokenNeverFormats(t *testing.T) {
 		if strings.Contains(s, "CANARY") {
 			t.Errorf("file formatting shows its data: %s", s)
 		}
+	}
+}
+
+func TestSecretsNeverFormat(t *testing.T) {
+	req := Request{Secrets: Secrets{"password": "SECRET-CANARY"}}
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("x", "req", req, "secrets", req.Secrets)
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("x", "secrets", req.Secrets)
+	js, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{
+		"%v":   fmt.Sprintf("%v", req.Secrets),
+		"%+v":  fmt.Sprintf("%+v", req),
+		"%#v":  fmt.Sprintf("%#v", req),
+		"json": string(js),
+		"slog": logs.String(),
+	}
+	for verb, s := range out {
+		if strings.Contains(s, "CANARY") {
+			t.Errorf("%s shows a secret: %s", verb, s)
+		}
+	}
+	if s := req.Secrets.String(); !strings.Contains(s, "password") {
+		t.Errorf("String() = %q, want the names kept", s)
 	}
 }
 

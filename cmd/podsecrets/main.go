@@ -33,6 +33,7 @@ import (
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/aws"
+	"github.com/podsecrets/podsecrets/provider/plugin"
 	"github.com/podsecrets/podsecrets/rotation"
 	"github.com/podsecrets/podsecrets/volume"
 )
@@ -91,6 +92,7 @@ type config struct {
 	awsReadStrategy                                     aws.ReadStrategy
 	minPollInterval                                     time.Duration
 	watchClasses                                        bool
+	pluginDirs                                          string
 	startupTaint                                        string
 }
 
@@ -139,6 +141,9 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.startupTaint, "startup-taint", "",
 		"taint key to remove from this node once kubelet has registered the driver, such as "+kube.DefaultStartupTaint+
 			" (needs get and patch on nodes); empty: none")
+	fs.StringVar(&c.pluginDirs, "plugin-dirs", strings.Join(plugin.DefaultDirs, ","),
+		"comma-separated directories searched for the socket <name>.sock of a Secrets Store CSI provider plugin, "+
+			"for classes whose spec.provider is not built in (empty disables plugins)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -289,11 +294,17 @@ func runDriver(args []string) error {
 	if err := os.MkdirAll(stagingDir, 0o700); err != nil {
 		return fmt.Errorf("create staging directory: %w", err)
 	}
+	providers := provider.NewRegistry(awsProvider)
+	if dirs := splitList(c.pluginDirs); len(dirs) > 0 {
+		plugins := plugin.NewFinder(plugin.Options{Dirs: dirs, MaxFileBytes: size.Value()})
+		defer plugins.Close()
+		providers.WithFinder(plugins)
+	}
 	reg := prometheus.NewRegistry()
 	d, err := driver.New(driver.Options{
 		NodeID:    c.nodeID,
 		Version:   version,
-		Providers: provider.NewRegistry(awsProvider),
+		Providers: providers,
 		Classes:   kube.Classes{Client: dyn},
 		Volumes: volume.New(volume.Options{
 			Mounter:    mount.System{},
@@ -395,4 +406,15 @@ func serve(ctx context.Context, c *config, socket string, d *driver.Driver, reg 
 	case err := <-errc:
 		return err
 	}
+}
+
+// splitList splits a comma-separated flag value, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }

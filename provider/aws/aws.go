@@ -265,6 +265,10 @@ func endpointFromEnv(service string) *string {
 // Name returns "aws".
 func (p *Provider) Name() string { return Name }
 
+// CanPin implements provider.Pinner: a pinned object is read by its
+// VersionId or version label (see pin.go).
+func (p *Provider) CanPin() bool { return true }
+
 // Fetch returns every file of the volume described by req, fetched with the
 // pod's identity, or an error wrapping a provider error kind. With a
 // failoverRegion, the failover region is tried only when the primary region

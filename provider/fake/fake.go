@@ -15,6 +15,9 @@ import (
 type Provider struct {
 	// ProviderName is what Name returns; "fake" if empty.
 	ProviderName string
+	// NoPin makes it a provider that cannot read a given version, as a
+	// plugin is (see provider.Pinner).
+	NoPin bool
 
 	mu       sync.Mutex
 	files    []provider.File
@@ -35,6 +38,9 @@ func (p *Provider) Name() string {
 	}
 	return p.ProviderName
 }
+
+// CanPin implements provider.Pinner.
+func (p *Provider) CanPin() bool { return !p.NoPin }
 
 // SetFiles makes Fetch return files, each an object of its own whose
 // version ("1", "2", ...) counts the changes of its data across SetFiles
