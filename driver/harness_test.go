@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,10 +92,27 @@ func (f *fakeEvents) add(typ string, pod provider.Pod, reason, message string) {
 	f.events = append(f.events, typ+" "+pod.Namespace+"/"+pod.Name+" "+reason+": "+message)
 }
 
+// all returns the events but the SecretsMounted of every publish, which
+// only the tests of that event look at (see of).
 func (f *fakeEvents) all() []string {
+	return f.filter(func(e string) bool { return !strings.Contains(e, " "+reasonMounted+": ") })
+}
+
+// of returns the events of reason.
+func (f *fakeEvents) of(reason string) []string {
+	return f.filter(func(e string) bool { return strings.Contains(e, " "+reason+": ") })
+}
+
+func (f *fakeEvents) filter(keep func(string) bool) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]string(nil), f.events...)
+	var out []string
+	for _, e := range f.events {
+		if keep(e) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // fakeMounter stands in for the kernel when tests run without root: mount

@@ -92,6 +92,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		log.Warn("class warning", logkey.Reason, w.Reason, logkey.Message, w.Message)
 		d.event(ctx, pr, true, w.Reason, w.Message)
 	}
+	d.event(ctx, pr, false, reasonMounted, mountedMessage(pr.classRef(), resp.Versions, took))
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
@@ -185,6 +186,19 @@ func (d *Driver) fetchWith(ctx context.Context, pr *publishRequest, class *kube.
 	f.files = append(files, mount.File{Path: mount.RecordFile, Mode: recordMode, Data: f.record.Encode()})
 	f.resp = r
 	return f, nil
+}
+
+// reasonMounted is the Normal event of a volume's first complete publish.
+const reasonMounted = "SecretsMounted"
+
+// mountedMessage is the SecretsMounted event's message: which version of
+// which object the pod got, and how long its mount took; never a value.
+func mountedMessage(class string, vs []provider.ObjectVersion, took time.Duration) string {
+	what := "no store objects"
+	if len(vs) > 0 {
+		what = eventList(versionsAttr(vs))
+	}
+	return fmt.Sprintf("SecretProviderClass %s: mounted %s in %s", class, what, took.Round(time.Millisecond))
 }
 
 // recordMode keeps the volume's record (versions, never values) from users

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -382,5 +383,37 @@ func TestRequestForwardsAttributes(t *testing.T) {
 	}
 	if got.Secrets["username"] != "u" || got.Target != target {
 		t.Errorf("secrets %v, target %q; want username and %q", got.Secrets, got.Target, target)
+	}
+}
+
+// TestMountedEvent: a publish puts a Normal SecretsMounted on the pod with
+// every object@version and the duration, never a value; a republish that
+// keeps the volume puts none.
+func TestMountedEvent(t *testing.T) {
+	h := newHarness(t, classObject("default", "db", "fake", nil))
+	h.provider.SetFiles(provider.File{Path: "password", Mode: 0o600, Data: []byte("SECRET-CANARY")}, provider.File{Path: "user", Mode: 0o644, Data: []byte("app")})
+	target := h.target("p")
+	for range 2 {
+		if err := h.publish(kubeletRequest(target, "p", "db")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := h.events.of(reasonMounted)
+	if len(evs) != 1 || !regexp.MustCompile(`^Normal default/p SecretsMounted: SecretProviderClass default/db: mounted password@1, user@1 in [0-9.]+m?s$`).MatchString(evs[0]) {
+		t.Fatalf("SecretsMounted events = %q", evs)
+	}
+	if strings.Contains(evs[0], "CANARY") {
+		t.Fatal("the event holds a value")
+	}
+}
+
+func TestEventListIsBounded(t *testing.T) {
+	items := make([]string, maxEventObjects+3)
+	for i := range items {
+		items[i] = fmt.Sprintf("o%d@1", i)
+	}
+	got := eventList(items)
+	if !strings.HasSuffix(got, ", o"+fmt.Sprint(maxEventObjects-1)+"@1 and 3 more") {
+		t.Errorf("eventList = %q", got)
 	}
 }

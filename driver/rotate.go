@@ -198,10 +198,14 @@ func rotatedMessage(class string, changes []string) string {
 	if len(changes) == 0 {
 		return fmt.Sprintf("SecretProviderClass %s: files rotated (the class changed; no object version did)", class)
 	}
-	list := changes
-	more := ""
-	if len(list) > maxEventObjects {
-		list, more = list[:maxEventObjects], fmt.Sprintf(" and %d more", len(changes)-maxEventObjects)
+	return fmt.Sprintf("SecretProviderClass %s: rotated %s", class, eventList(changes))
+}
+
+// eventList joins the objects an event names, at most maxEventObjects of
+// them: an event's message is bounded, a class's objects are not.
+func eventList(items []string) string {
+	if len(items) > maxEventObjects {
+		return fmt.Sprintf("%s and %d more", strings.Join(items[:maxEventObjects], ", "), len(items)-maxEventObjects)
 	}
-	return fmt.Sprintf("SecretProviderClass %s: rotated %s%s", class, strings.Join(list, ", "), more)
+	return strings.Join(items, ", ")
 }
