@@ -207,6 +207,24 @@ func Mounts(dir string) ([]string, error) {
 	return out, nil
 }
 
+// AnyMountAt reports whether anything, of any kind, is mounted at dir or
+// below it.
+func AnyMountAt(dir string) (bool, error) {
+	dir = filepath.Clean(dir)
+	found := false
+	_, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		if m.Mountpoint == dir || strings.HasPrefix(m.Mountpoint, dir+"/") {
+			found = true
+			return true, true
+		}
+		return true, false
+	})
+	if err != nil {
+		return false, fmt.Errorf("read mount table: %w", err)
+	}
+	return found, nil
+}
+
 func hasOption(opts, want string) bool {
 	for _, o := range strings.Split(opts, ",") {
 		if o == want {

@@ -241,6 +241,7 @@ func (m *Manager) publish(ctx context.Context, from State, v Volume) (err error)
 			m.cleanup(v.Target)
 		default:
 			m.release(v.Target)
+			removeStray(v.Target)
 		}
 	}()
 	// The values pass through the driver's memory before they reach the
@@ -465,6 +466,42 @@ func (m *Manager) Unpublish(target string) error {
 		return fmt.Errorf("remove target directory: %w", mount.StripPath(err))
 	}
 	return nil
+}
+
+// removeStray removes what a provider wrote into a target that podsecrets
+// never mounted, and the target with it: a plugin told to write files
+// itself does so before it answers with none, and its files would be on
+// the node's disk, where kubelet, which removes only an empty target, would
+// leave them. A target with a mount at or below it is left alone: what is
+// beyond a mount point is not the provider's to lose.
+func removeStray(target string) {
+	var st, parent unix.Stat_t
+	if unix.Lstat(target, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR ||
+		unix.Stat(filepath.Dir(target), &parent) != nil || parent.Dev != st.Dev {
+		return
+	}
+	if mounted, err := mount.AnyMountAt(target); err != nil || mounted {
+		return
+	}
+	removeOnDevice(target, st.Dev)
+}
+
+// removeOnDevice removes dir and what it holds on device dev, best effort.
+func removeOnDevice(dir string, dev uint64) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil || st.Dev != dev {
+			continue
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			removeOnDevice(p, dev)
+			continue
+		}
+		os.Remove(p)
+	}
+	os.Remove(dir)
 }
 
 // reserve checks files against the volume size and the node limit and

@@ -201,3 +201,51 @@ func TestCompleteClearsLeftovers(t *testing.T) {
 		t.Fatalf("a second 40 KiB volume beside the completed one within a 64 KiB node limit = %v, want ErrTooLarge", err)
 	}
 }
+
+// TestFailedFetchLeavesNoStray: what a provider wrote into the target before
+// failing (a plugin told to write files itself) is removed, so that no
+// secret stays on the node's disk; a target with a mount below it is left
+// alone.
+func TestFailedFetchLeavesNoStray(t *testing.T) {
+	requireRoot(t)
+	_, target := pods(t)
+	m := New(Options{Mounter: mount.System{}, TmpfsSize: 1 << 20, StagingDir: t.TempDir()})
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "keep"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	failed := errors.New("no files")
+	writesItself := func(tgt string, bind bool) func(context.Context) ([]mount.File, error) {
+		return func(context.Context) ([]mount.File, error) {
+			for _, d := range []string{tgt, filepath.Join(tgt, "sub"), filepath.Join(tgt, "bound")} {
+				if err := os.Mkdir(d, 0o750); err != nil {
+					return nil, err
+				}
+			}
+			if err := os.WriteFile(filepath.Join(tgt, "sub", "password"), []byte("SECRET"), 0o600); err != nil {
+				return nil, err
+			}
+			if bind {
+				if err := unix.Mount(other, filepath.Join(tgt, "bound"), "", unix.MS_BIND, ""); err != nil {
+					return nil, err
+				}
+				t.Cleanup(func() { unix.Unmount(filepath.Join(tgt, "bound"), unix.MNT_DETACH) })
+			}
+			return nil, failed
+		}
+	}
+	plain := target("plain")
+	if _, err := m.Publish(context.Background(), Absent, Volume{Target: plain, Fetch: writesItself(plain, false)}); !errors.Is(err, failed) {
+		t.Fatalf("publish = %v", err)
+	}
+	if _, err := os.Lstat(plain); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the provider's files are still at the target (%v)", err)
+	}
+	bound := target("bound")
+	if _, err := m.Publish(context.Background(), Absent, Volume{Target: bound, Fetch: writesItself(bound, true)}); !errors.Is(err, failed) {
+		t.Fatalf("publish = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(other, "keep")); err != nil {
+		t.Errorf("a file beyond a mount point was removed: %v", err)
+	}
+}
