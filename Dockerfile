@@ -11,7 +11,10 @@ RUN make build VERSION=${VERSION} BIN=/out/podsecrets
 
 # Static binary, no shell, no mount(8): the driver calls mount(2) itself.
 # It runs as root because mounting needs it; the DaemonSet makes it privileged.
+# /podsecrets-exec is for pods: an init container copies it into an emptyDir
+# (see deploy/examples/exec.yaml).
 FROM gcr.io/distroless/static-debian12
 COPY --from=build /out/podsecrets /podsecrets
+COPY --from=build /out/podsecrets-exec /podsecrets-exec
 ENTRYPOINT ["/podsecrets"]
 CMD ["driver"]

@@ -9,8 +9,10 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # of the driver's resident memory.
 BUILDFLAGS := -trimpath -tags grpcnotrace
 # `make build` is the one recipe of the driver binary: the Dockerfile, e2e.sh
-# and test/bench call it with their own BIN (and VERSION).
+# and test/bench call it with their own BIN (and VERSION). podsecrets-exec,
+# the small binary an init container copies into pods, goes beside BIN.
 BIN := bin/podsecrets
+EXEC_BIN = $(dir $(BIN))podsecrets-exec
 # Fuzz targets run briefly on every `make test`; FUZZTIME=1m for a longer run.
 # The default is a count of inputs, not a duration: Go 1.26's fuzz
 # coordinator can fail a target with "context deadline exceeded" when a
@@ -21,7 +23,8 @@ FUZZTIME ?= 10000x
 .PHONY: build test unit fuzz e2e demo demo-down bench clean generate
 
 build:
-	$(GO_ENV) CGO_ENABLED=0 go build $(BUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/podsecrets
+	$(GO_ENV) CGO_ENABLED=0 go build $(BUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/podsecrets && \
+	  CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(EXEC_BIN) ./cmd/podsecrets-exec
 
 ## test: everything CI runs: vet, unit and csi-sanity tests (race detector), fuzzers, real-node e2e.
 test: unit fuzz e2e

@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podsecrets/podsecrets/driver"
+	"github.com/podsecrets/podsecrets/envexec"
 	"github.com/podsecrets/podsecrets/internal/logkey"
 	"github.com/podsecrets/podsecrets/kube"
 	"github.com/podsecrets/podsecrets/memcg"
@@ -53,6 +54,9 @@ start with the pod's own identity, on tmpfs, with no Kubernetes Secret.
 
 Usage:
   podsecrets driver [flags]   run the CSI node plugin (as the DaemonSet does)
+  podsecrets exec --from DIR [--env NAME=file ...] -- COMMAND [ARGS...]
+                              run COMMAND with the files of a mounted volume in its
+                              environment (read once: variables do not rotate)
   podsecrets version          print the version
 
 Run "podsecrets driver -h" for the driver's flags.
@@ -71,6 +75,8 @@ func main() {
 			fmt.Fprintln(os.Stderr, "podsecrets:", err)
 			os.Exit(1)
 		}
+	case "exec":
+		os.Exit(envexec.Command{Name: "podsecrets exec", Stderr: os.Stderr}.Run(os.Args[2:]))
 	case "version", "--version", "-version":
 		fmt.Println(version)
 	case "help", "-h", "--help":

@@ -19,6 +19,7 @@ build_image() {
   log "building podsecrets (make build, as the Dockerfile does) and its OCI image"
   local work; work="$(mktemp -d)"
   mkdir -p "$work/rootfs"
+  # Also builds rootfs/podsecrets-exec, which pods copy (deploy/examples/exec.yaml).
   make -s -C "$repo" build VERSION=e2e BIN="$work/rootfs/podsecrets"
   (cd "$repo" && go run ./test/e2e/ociimage -rootfs "$work/rootfs" -name "$IMAGE" -o "$work/podsecrets.tar" \
     -entrypoint /podsecrets -cmd driver)
