@@ -101,7 +101,7 @@ func newPluginEnv(t *testing.T) *pluginEnv {
 		pluginClass("revision", objects, map[string]any{"versionPolicy": "Revision"}),
 		pluginClass("notfound", with("answer", "grpc:NotFound:secret db/password not found"), nil),
 		pluginClass("denied", with("answer", "grpc:PermissionDenied:token $token may not read db at $target"), nil),
-		pluginClass("writes-itself", with("answer", "nofiles"), nil),
+		pluginClass("writes-itself", with("answer", "nofiles:write"), nil),
 		pluginClass("huge", with("answer", "huge:4000000"), nil),
 		pluginClass("crash", with("answer", "crash"), nil),
 		pluginClass("slow", with("answer", "slow"), nil),

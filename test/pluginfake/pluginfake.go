@@ -11,7 +11,8 @@
 //	objects  comma-separated "id" or "id=path": the seeded objects to
 //	         return, each as a file (default path: the id)
 //	answer   "" (files), "nofiles" (versions only, as a plugin that
-//	         writes into target_path itself answers), "code:X" (the
+//	         writes into target_path itself answers; "nofiles:write" also
+//	         writes the files there, as such a plugin does), "code:X" (the
 //	         answer's error code X), "grpc:Code:message" (a gRPC error;
 //	         "$token" in the message becomes the request's first token,
 //	         "$target" its target), "slow" (no answer until the call
@@ -25,6 +26,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -152,6 +155,12 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	}
 	switch verb {
 	case "nofiles":
+		if arg == "write" {
+			// What a plugin told to write files itself does.
+			if err := writeInto(req.GetTargetPath(), resp.Files); err != nil {
+				return nil, status.Errorf(codes.Internal, "write into the target: %v", err)
+			}
+		}
 		resp.Files = nil
 	case "huge":
 		n, err := strconv.Atoi(arg)
@@ -171,6 +180,20 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		resp.Files = append(resp.Files, &v1alpha1.File{Path: "request.json", Mode: 0o644, Contents: b})
 	}
 	return resp, nil
+}
+
+// writeInto writes files below dir, creating it.
+func writeInto(dir string, files []*v1alpha1.File) error {
+	for _, f := range files {
+		p := filepath.Join(dir, filepath.Clean("/"+f.GetPath()))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, f.GetContents(), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // codeNamed is the gRPC code whose String is name, such as "NotFound".
