@@ -15,6 +15,8 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/podsecrets/podsecrets/kube"
 )
 
 // decode reads the documents of a manifest file into their kinds.
@@ -189,5 +191,53 @@ func TestCRDPollIntervalPattern(t *testing.T) {
 		if re.MatchString(v) {
 			t.Errorf("pattern accepts %q", v)
 		}
+	}
+}
+
+// The startup-taint component names the key the driver documents and
+// grants nothing beyond patch on nodes; test/helmchart checks that it
+// installs what the chart's startupTaint.enabled does.
+func TestStartupTaintComponent(t *testing.T) {
+	var c struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Patches    []struct {
+			Target struct{ Kind, Name string } `json:"target"`
+			Patch  string                      `json:"patch"`
+		} `json:"patches"`
+	}
+	decode(t, "components/startup-taint/kustomization.yaml", &c)
+	if c.Kind != "Component" || len(c.Patches) != 2 {
+		t.Fatalf("kind %q with %d patches, want a Component with two", c.Kind, len(c.Patches))
+	}
+	type op struct {
+		Op    string `json:"op"`
+		Path  string `json:"path"`
+		Value any    `json:"value"`
+	}
+	var ops []op
+	for _, p := range c.Patches {
+		var these []op
+		if err := yaml.UnmarshalStrict([]byte(p.Patch), &these); err != nil {
+			t.Fatalf("patch of %s/%s: %v", p.Target.Kind, p.Target.Name, err)
+		}
+		ops = append(ops, these...)
+	}
+	var flag, toleration, rule bool
+	for _, op := range ops {
+		switch v := op.Value.(type) {
+		case string:
+			flag = flag || v == "--startup-taint="+kube.DefaultStartupTaint
+		case map[string]any:
+			toleration = toleration || v["key"] == kube.DefaultStartupTaint && v["operator"] == "Exists"
+			if res, ok := v["resources"].([]any); ok {
+				verbs := v["verbs"].([]any)
+				rule = len(res) == 1 && res[0] == "nodes" && len(verbs) == 1 && verbs[0] == "patch"
+			}
+		}
+	}
+	if !flag || !toleration || !rule {
+		t.Errorf("component: flag %v, toleration %v, nodes patch rule %v; want --startup-taint=%s, its toleration and patch on nodes only",
+			flag, toleration, rule, kube.DefaultStartupTaint)
 	}
 }

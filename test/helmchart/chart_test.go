@@ -42,17 +42,28 @@ func objects(t *testing.T, docs ...string) map[string]map[string]any {
 
 func render(t *testing.T, values map[string]any) map[string]map[string]any {
 	t.Helper()
+	got, err := tryRender(t, values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// tryRender renders the chart as helm install does: the values are checked
+// against values.schema.json first, then the templates run.
+func tryRender(t *testing.T, values map[string]any) (map[string]map[string]any, error) {
+	t.Helper()
 	ch, err := loader.Load(filepath.Join(deployDir, "helm", "podsecrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	vals, err := chartutil.ToRenderValues(ch, values, chartutil.ReleaseOptions{Name: "podsecrets", Namespace: "kube-system"}, chartutil.DefaultCapabilities)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	files, err := engine.Render(ch, vals)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var docs []string
 	for name, content := range files {
@@ -63,7 +74,7 @@ func render(t *testing.T, values map[string]any) map[string]map[string]any {
 	for _, crd := range ch.CRDObjects() {
 		docs = append(docs, string(crd.File.Data))
 	}
-	return objects(t, docs...)
+	return objects(t, docs...), nil
 }
 
 func TestDefaultsMatchDeploy(t *testing.T) {
@@ -75,10 +86,15 @@ func TestDefaultsMatchDeploy(t *testing.T) {
 		}
 		docs = append(docs, string(b))
 	}
-	want := objects(t, docs...)
-	got := render(t, nil)
+	sameObjects(t, render(t, nil), objects(t, docs...), "deploy/")
+}
+
+// sameObjects fails unless the chart rendered (got) exactly the objects of
+// the manifests (want, from where).
+func sameObjects(t *testing.T, got, want map[string]map[string]any, where string) {
+	t.Helper()
 	if keys(got) != keys(want) {
-		t.Fatalf("chart renders %s, deploy/ has %s", keys(got), keys(want))
+		t.Fatalf("chart renders %s, %s has %s", keys(got), where, keys(want))
 	}
 	// The chart's default pull policy is explicit; deploy/ leaves it to the
 	// API server's default for a :latest tag (Always). Align before comparing.
@@ -88,7 +104,7 @@ func TestDefaultsMatchDeploy(t *testing.T) {
 		if !reflect.DeepEqual(got[k], w) {
 			g, _ := yaml.Marshal(got[k])
 			wy, _ := yaml.Marshal(w)
-			t.Errorf("%s differs:\nchart:\n%s\ndeploy/:\n%s", k, g, wy)
+			t.Errorf("%s differs:\nchart:\n%s\n%s:\n%s", k, g, where, wy)
 		}
 	}
 }
