@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podsecrets/podsecrets/kube"
+	"github.com/podsecrets/podsecrets/provider/plugin"
 )
 
 // decode reads the documents of a manifest file into their kinds.
@@ -132,6 +133,22 @@ func TestDaemonSet(t *testing.T) {
 	}
 	if _, ok := mounts["/var/lib/kubelet/plugins_registry"]; !ok {
 		t.Error("the plugins_registry dir must be mounted for registration")
+	}
+	// Provider plugins' sockets are looked for where the host has them.
+	hostPaths := map[string]string{}
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	for _, dir := range plugin.DefaultDirs {
+		found := false
+		for _, m := range c.VolumeMounts {
+			found = found || m.MountPath == dir && hostPaths[m.Name] == dir
+		}
+		if !found {
+			t.Errorf("the plugin directory %s is not mounted from the same host path", dir)
+		}
 	}
 }
 

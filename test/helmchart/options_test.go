@@ -198,3 +198,49 @@ func toAny(s []string) []any {
 	}
 	return out
 }
+
+// pluginMounts returns the container's mount paths and the pod's hostPath
+// volumes named plugins-N.
+func pluginMounts(ds map[string]any) (mounts, hostPaths []string) {
+	for _, m := range container(ds)["volumeMounts"].([]any) {
+		if mm := m.(map[string]any); strings.HasPrefix(mm["name"].(string), "plugins-") {
+			mounts = append(mounts, mm["mountPath"].(string))
+		}
+	}
+	for _, v := range podSpec(ds)["volumes"].([]any) {
+		if vv := v.(map[string]any); strings.HasPrefix(vv["name"].(string), "plugins-") {
+			hostPaths = append(hostPaths, vv["hostPath"].(map[string]any)["path"].(string))
+		}
+	}
+	return mounts, hostPaths
+}
+
+func TestPluginDirs(t *testing.T) {
+	for name, tc := range map[string]struct {
+		dirs     []any
+		wantFlag string // "" for none
+		want     []string
+	}{
+		"defaults": {dirs: nil, want: []string{"/var/run/secrets-store-csi-providers", "/etc/kubernetes/secrets-store-csi-providers"}},
+		"own":      {dirs: []any{"/run/plugins"}, wantFlag: "--plugin-dirs=/run/plugins", want: []string{"/run/plugins"}},
+		"none":     {dirs: []any{}, wantFlag: "--plugin-dirs="},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var values map[string]any
+			if tc.dirs != nil {
+				values = map[string]any{"pluginDirs": tc.dirs}
+			}
+			ds := render(t, values)["DaemonSet/podsecrets"]
+			args := toStrings(container(ds)["args"])
+			flags := slices.DeleteFunc(slices.Clone(args), func(a string) bool { return !strings.HasPrefix(a, "--plugin-dirs") })
+			if tc.wantFlag == "" && len(flags) > 0 || tc.wantFlag != "" && !slices.Equal(flags, []string{tc.wantFlag}) {
+				t.Errorf("plugin flags %v, want %q", flags, tc.wantFlag)
+			}
+			// Each directory is mounted at the path the driver looks in.
+			mounts, hostPaths := pluginMounts(ds)
+			if !slices.Equal(mounts, tc.want) || !slices.Equal(hostPaths, tc.want) {
+				t.Errorf("plugin mounts %v from host %v, want %v", mounts, hostPaths, tc.want)
+			}
+		})
+	}
+}

@@ -31,6 +31,7 @@ func TestSchemaRefuses(t *testing.T) {
 		"writers":                  {map[string]any{"maxConcurrentWrites": 0}, "/maxConcurrentWrites"},
 		"region":                   {map[string]any{"region": "EU West"}, "/region"},
 		"relative kubelet dir":     {map[string]any{"kubeletRootDir": "var/lib/kubelet"}, "/kubeletRootDir"},
+		"relative plugin dir":      {map[string]any{"pluginDirs": []any{"run/plugins"}}, "/pluginDirs/0"},
 		"no audience":              {map[string]any{"tokenAudiences": []any{}}, "/tokenAudiences"},
 		"audience twice":           {map[string]any{"tokenAudiences": []any{"vault", "vault"}}, "/tokenAudiences"},
 		"taint key with an effect": {map[string]any{"startupTaint": map[string]any{"enabled": true, "key": "podsecrets.dev/x:NoSchedule"}}, "/startupTaint/key"},
