@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/podsecrets/podsecrets/check"
 	"github.com/podsecrets/podsecrets/driver"
 	"github.com/podsecrets/podsecrets/envexec"
 	"github.com/podsecrets/podsecrets/internal/logkey"
@@ -54,12 +55,16 @@ start with the pod's own identity, on tmpfs, with no Kubernetes Secret.
 
 Usage:
   podsecrets driver [flags]   run the CSI node plugin (as the DaemonSet does)
+  podsecrets check -f FILE [--as NAMESPACE/SERVICEACCOUNT] [-o text|json]
+                              check SecretProviderClasses without a pod: offline, or
+                              with a dry-run read as the service account; never a value
   podsecrets exec --from DIR [--env NAME=file ...] -- COMMAND [ARGS...]
                               run COMMAND with the files of a mounted volume in its
                               environment (read once: variables do not rotate)
   podsecrets version          print the version
 
-Run "podsecrets driver -h" for the driver's flags.
+Run "podsecrets driver -h" for the driver's flags, "podsecrets check -h" and
+"podsecrets exec -h" for theirs.
 `
 
 func main() {
@@ -75,6 +80,8 @@ func main() {
 			fmt.Fprintln(os.Stderr, "podsecrets:", err)
 			os.Exit(1)
 		}
+	case "check":
+		os.Exit(check.Main(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 	case "exec":
 		os.Exit(envexec.Command{Name: "podsecrets exec", Stderr: os.Stderr}.Run(os.Args[2:]))
 	case "version", "--version", "-version":

@@ -342,12 +342,10 @@ func (p *Provider) fetch(ctx context.Context, req *provider.Request, cfg *config
 // rotation check that reuses what did not change (see check.go); with
 // req.Pin, at a revision's recorded versions (see pin.go).
 func (p *Provider) fetchRegion(ctx context.Context, id *identity, cfg *config, region string, failover bool, req *provider.Request) (*provider.Response, error) {
-	creds, cached, err := p.credentials(ctx, id, region)
+	f, err := p.newFetcher(ctx, id, region, failover)
 	if err != nil {
 		return nil, err
 	}
-	p.log.Debug("aws: credentials", logkey.Identity, id.String(), logkey.Region, region, logkey.Cached, cached)
-	f := &fetcher{p: p, region: region, who: id.String(), id: id.credKey(region), creds: creds, failover: failover}
 	objs := cfg.Objects
 	if !failover {
 		objs = pinObjects(objs, req.Pin, region)
@@ -357,6 +355,17 @@ func (p *Provider) fetchRegion(ctx context.Context, id *identity, cfg *config, r
 		return nil, err
 	}
 	return buildResponse(objs, out, region, failover, req.Class)
+}
+
+// newFetcher gets id's credentials in region and a fetcher that reads
+// with them.
+func (p *Provider) newFetcher(ctx context.Context, id *identity, region string, failover bool) (*fetcher, error) {
+	creds, cached, err := p.credentials(ctx, id, region)
+	if err != nil {
+		return nil, err
+	}
+	p.log.Debug("aws: credentials", logkey.Identity, id.String(), logkey.Region, region, logkey.Cached, cached)
+	return &fetcher{p: p, region: region, who: id.String(), id: id.credKey(region), creds: creds, failover: failover}, nil
 }
 
 // ms renders a duration for logs in milliseconds, the unit logkey.DurationMS

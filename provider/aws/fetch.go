@@ -173,12 +173,15 @@ type fetcher struct {
 	id       credKey // the identity's key: reads are shared only under it
 	creds    aws.Credentials
 	failover bool
+	// probe: every read's error is the read's alone and fails nothing
+	// else (a dry run, which reports each object).
+	probe bool
 
 	owners   map[fetchKey]*object
 	optional map[fetchKey]bool  // reads that may be missing (optionalKeys)
 	reads    map[fetchKey]*read // every key of the Fetch; not modified after run starts
-	mine   map[fetchKey]bool  // the keys this Fetch reads itself
-	share  *shareTable        // nil: nothing is shared
+	mine     map[fetchKey]bool  // the keys this Fetch reads itself
+	share    *shareTable        // nil: nothing is shared
 
 	ctx    context.Context // of the store calls
 	cancel context.CancelFunc
@@ -194,8 +197,9 @@ type fetcher struct {
 type outcome struct {
 	// values are the values of the reads, fetched or held.
 	values map[fetchKey]*result
-	// missing are the optional reads the store does not have, with the
-	// error that says so. A missing read with a value in values is one a
+	// missing are the reads that failed without failing the Fetch, with
+	// their errors: optional ones the store does not have (in a probe,
+	// every failed read). A missing read with a value in values is one a
 	// rotation check keeps from the volume (see keepMissing).
 	missing map[fetchKey]error
 }
@@ -278,12 +282,13 @@ func (f *fetcher) keepMissing(out *outcome, held *provider.Held) {
 	}
 }
 
-// skips reports whether err, the error of the read of k alone, leaves k out
-// of the volume instead of failing the Fetch: k's objects are optional and
-// the store does not have it. Denials, throttling and every other error
-// still fail.
-func (f *fetcher) skips(k fetchKey, err error) bool {
-	return f.optional[k] && errors.Is(err, provider.ErrNotFound)
+// skips reports whether err, the error of the read of k, leaves k out of
+// the volume instead of failing the Fetch: k's objects are optional and
+// the store does not have it (which only an error about k alone, keyOnly,
+// can say). Denials, throttling and every other error still fail. A probe
+// skips every error.
+func (f *fetcher) skips(k fetchKey, err error, keyOnly bool) bool {
+	return f.probe || keyOnly && f.optional[k] && errors.Is(err, provider.ErrNotFound)
 }
 
 // start submits the store calls of keys, batched by the plan.
@@ -327,21 +332,21 @@ func (f *fetcher) wait(ctx context.Context, keys []fetchKey) (*outcome, error) {
 		case <-ctx.Done():
 			return nil, &kindError{kind: provider.ErrUnavailable, msg: fmt.Sprintf("%s in region %s: fetch canceled: %v", f.what(k), f.region, ctx.Err()), cause: ctx.Err()}
 		}
+		err := r.err
+		if r.errFor != nil {
+			err = r.errFor(f.what(k))
+		}
 		switch {
-		case r.errFor != nil:
-			err := r.errFor(f.what(k))
-			if !f.skips(k, err) {
-				return nil, err
-			}
+		case err == nil:
+			out.values[k] = r.res
+		case f.skips(k, err, r.errFor != nil):
 			if out.missing == nil {
 				out.missing = map[fetchKey]error{}
 			}
 			out.missing[k] = err
-			continue
-		case r.err != nil:
-			return nil, r.err
+		default:
+			return nil, err
 		}
-		out.values[k] = r.res
 	}
 	return out, nil
 }
@@ -427,11 +432,10 @@ func (f *fetcher) finish(k fetchKey, res *result, err error, errFor func(string)
 		return
 	}
 	if errFor != nil {
-		// Only an error about this key alone can say that the store
-		// does not have it; a failed call of many keys fails them all.
-		if err = errFor(f.what(k)); f.skips(k, err) {
-			return
-		}
+		err = errFor(f.what(k))
+	}
+	if f.skips(k, err, errFor != nil) {
+		return
 	}
 	f.fail(err)
 }

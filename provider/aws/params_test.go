@@ -640,59 +640,6 @@ func FuzzTranslatePath(f *testing.F) {
 	})
 }
 
-func TestClosestKey(t *testing.T) {
-	tests := map[string]struct {
-		key   string
-		known []string
-		want  string
-	}{
-		"swap":                  {key: "objectAlais", known: knownObjectFields, want: "objectAlias"},
-		"missing letter":        {key: "objectNme", known: knownObjectFields, want: "objectName"},
-		"extra letter":          {key: "objectTypee", known: knownObjectFields, want: "objectType"},
-		"case and typo":         {key: "OBJECTALAIS", known: knownObjectFields, want: "objectAlias"},
-		"case only":             {key: "ObjectAlias", known: knownObjectFields, want: "objectAlias"},
-		"three edits":           {key: "objVersion", known: knownObjectFields, want: "objectVersion"},
-		"three edits, long key": {key: "fileprmision", known: knownObjectFields, want: "filePermission"},
-		"four edits":            {key: "objectVrsnLbl", known: knownObjectFields, want: ""},
-		"jmesPath field":        {key: "pth", known: knownJMESFields, want: "path"},
-		"short key, far":        {key: "x", known: knownJMESFields, want: ""},
-		"more than half":        {key: "pa", known: knownJMESFields, want: ""},
-		"failover field":        {key: "objectVersionLable", known: knownFailoverFields, want: "objectVersionLabel"},
-		"nothing near":          {key: "objectTemplat", known: knownObjectFields, want: ""},
-		"empty key":             {key: "", known: knownObjectFields, want: ""},
-		"no known keys":         {key: "path", known: nil, want: ""},
-		"unicode":               {key: "päth", known: knownJMESFields, want: "path"},
-		"tie goes to the first": {key: "ab", known: []string{"ax", "ay"}, want: "ax"},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			if got := closestKey(tc.key, tc.known); got != tc.want {
-				t.Errorf("closestKey(%q) = %q, want %q", tc.key, got, tc.want)
-			}
-		})
-	}
-}
-
-func TestEditDistance(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"", "", 0}, {"a", "", 1}, {"", "abc", 3}, {"abc", "abc", 0},
-		{"abc", "acb", 1}, {"objectalais", "objectalias", 1}, {"kitten", "sitting", 3},
-		{"ca", "abc", 3}, // optimal string alignment: no edit of a swapped pair
-		{"päth", "path", 1},
-	}
-	for _, tc := range tests {
-		if got := editDistance([]rune(tc.a), []rune(tc.b)); got != tc.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
-		}
-		if got := editDistance([]rune(tc.b), []rune(tc.a)); got != tc.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.b, tc.a, got, tc.want)
-		}
-	}
-}
-
 func TestUnknownKeyWarnings(t *testing.T) {
 	const class = "app/db"
 	w := func(msg string) provider.Warning {
