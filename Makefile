@@ -26,7 +26,7 @@ build:
 	$(GO_ENV) CGO_ENABLED=0 go build $(BUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/podsecrets && \
 	  CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(EXEC_BIN) ./cmd/podsecrets-exec
 
-## test: everything CI runs: vet, unit and csi-sanity tests (race detector), fuzzers, real-node e2e.
+## test: everything CI runs: vet, unit and csi-sanity tests (race detector), generated code, fuzzers, real-node e2e.
 test: unit fuzz e2e
 
 # Tests build with the failpoints tag, which compiles in the named kill and
@@ -36,6 +36,8 @@ unit:
 	$(GO_ENV) go vet ./... && go vet -tags failpoints ./... && go test -race -count=1 -tags failpoints ./...
 	@# The Helm chart's check is a module of its own (Helm's dependencies stay out of the driver's).
 	$(GO_ENV) cd test/helmchart && go vet ./... && go test -count=1 ./...
+	@# The checked-in generated code is what its .proto files and the pinned generators make.
+	$(GO_ENV) hack/generate.sh && git diff --exit-code -- '*.pb.go'
 
 fuzz:
 	$(GO_ENV) set -e; for spec in $$(go run ./hack/fuzzlist); do \
