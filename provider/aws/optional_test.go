@@ -319,6 +319,11 @@ func TestOptionalGoneIsKept(t *testing.T) {
 		}
 	}
 
+	// A check's warnings reach no pod event: the log has them.
+	if logs := e.logs.String(); !strings.Contains(logs, "aws: rotation check warning") || !strings.Contains(logs, "reason="+ReasonOptionalObjectGone) {
+		t.Errorf("no log line of the kept objects:\n%s", logs)
+	}
+
 	required := e.request(map[string]string{"objects": sm("db") + sm("gone", "objectAlias: gone")})
 	required.Held = held
 	if _, err := e.p.Fetch(context.Background(), required); !errors.Is(err, provider.ErrNotFound) {
