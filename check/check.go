@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"slices"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -22,6 +23,7 @@ import (
 	"github.com/podsecrets/podsecrets/mount"
 	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/aws"
+	"github.com/podsecrets/podsecrets/provider/plugin"
 	"github.com/podsecrets/podsecrets/rotation"
 )
 
@@ -308,6 +310,12 @@ func (ch *checker) class(ctx context.Context, src string, u *unstructured.Unstru
 	}
 	c.Provider = kc.Provider
 	if kc.Provider != aws.Name {
+		// The driver's rule for plugin names, asked of a finder that looks
+		// nowhere: a bad name is ErrInvalid, a good one merely not found.
+		if _, err := plugin.NewFinder(plugin.Options{Dirs: []string{os.DevNull}}).Find(kc.Provider); errors.Is(err, provider.ErrInvalid) {
+			c.Errors = append(c.Errors, fmt.Sprintf("SecretProviderClass %s: spec.provider: %v", ref, err))
+			return c
+		}
 		c.Notes = append(c.Notes, fmt.Sprintf("provider %q is not built in: a provider plugin of that name serves the class on the node, "+
 			"so its parameters cannot be checked offline; the rest of the class was", kc.Provider))
 		if kc.VersionPolicy == kube.PolicyRevision {

@@ -128,6 +128,11 @@ func TestOffline(t *testing.T) {
 				`note: provider "vault" is not built in: a provider plugin of that name serves the class on the node, so its parameters cannot be checked offline; the rest of the class was`,
 			},
 		},
+		"a provider name that no plugin can have": {
+			files: []string{"apiVersion: podsecrets.dev/v1\nkind: SecretProviderClass\nmetadata: {name: v, namespace: app}\nspec: {provider: ../vault}\n"},
+			code:  ExitProblems,
+			want:  []string{`error: SecretProviderClass app/v: spec.provider: invalid: provider "../vault" is neither built in nor a plugin name (letters, digits, '-' and '_', at most 30)`},
+		},
 		"no class": {
 			files: []string{"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"},
 			code:  ExitUsage,
