@@ -66,9 +66,19 @@ start_daemon() {
   fi
   mkdir -p "$E2E_STATE/logs" "$E2E_STATE/pids"
   log "starting $name"
-  # fd 9 is the cluster lock: daemons must not inherit it
-  setsid "$@" </dev/null >>"$E2E_STATE/logs/$name.log" 2>&1 9>&- &
+  # Daemons outlive their caller: they must not keep its descriptors open,
+  # the cluster lock (fd 9) or a lock the caller's caller holds (flock FILE
+  # e2e.sh ...), which they would hold until the cluster goes down.
+  (close_fds; exec setsid "$@" </dev/null >>"$E2E_STATE/logs/$name.log" 2>&1) &
   echo $! >"$E2E_STATE/pids/$name.pid"
+}
+
+# close_fds closes every descriptor of this shell above stderr.
+close_fds() {
+  local fd
+  for fd in $(ls "/proc/$BASHPID/fd"); do
+    if (( fd > 2 )); then eval "exec $fd>&-"; fi
+  done
 }
 
 # stop_daemons TIMEOUT NAME...: SIGTERM to all of them at once, wait up to TIMEOUT
