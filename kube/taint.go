@@ -31,6 +31,11 @@ const (
 	taintRetryCap   = time.Minute
 )
 
+// taintAttemptTimeout bounds one removal's calls: the driver's client has
+// no timeout of its own, and a call hung on a dead connection would
+// otherwise hold the taint until the connection breaks.
+const taintAttemptTimeout = 30 * time.Second
+
 // taintPatchAttempts bounds the read-and-patch rounds of one removal that a
 // concurrent change of the node's taints may cost; past it the removal
 // fails and is retried with backoff.
@@ -117,7 +122,9 @@ func (s *StartupTaint) Run(ctx context.Context) {
 func (s *StartupTaint) remove(ctx context.Context) {
 	wait := taintRetryFirst
 	for {
-		removed, err := RemoveTaint(ctx, s.client, s.node, s.key)
+		actx, cancel := context.WithTimeout(ctx, taintAttemptTimeout)
+		removed, err := RemoveTaint(actx, s.client, s.node, s.key)
+		cancel()
 		switch {
 		case err == nil && removed:
 			s.log.Info("startup taint removed: pods needing the driver may schedule here", logkey.Node, s.node)
