@@ -382,7 +382,7 @@ func TestFetchErrors(t *testing.T) {
 		},
 		"STS rejects a token from an untrusted issuer": {
 			setup: func(e *env) (*provider.Request, context.Context) {
-				other, err := store.NewIssuerES256("https://other.test")
+				other, err := store.NewIssuer("https://other.test")
 				if err != nil {
 					e.t.Fatal(err)
 				}

@@ -52,7 +52,7 @@ func TestKillDriverDuringPublish(t *testing.T) {
 	putSecret(t, tn.secret("db"), want["db"])
 	putSecret(t, tn.secret("api"), want["api"])
 	putSecret(t, tn.secret("cert"), want["cert"])
-	fake(t, "/_fake/parameters", map[string]string{"region": region, "name": "/e2e/" + ns + "/flags", "value": want["flags"], "type": "String"})
+	putParameter(t, "/e2e/"+ns+"/flags", want["flags"])
 	createClass(t, ns, "crash", fmt.Sprintf(`
 - {objectName: %q, objectType: secretsmanager, objectAlias: db}
 - {objectName: %q, objectType: secretsmanager, objectAlias: api}

@@ -11,12 +11,19 @@ ns=demo
 role="arn:aws:iam::111122223333:role/demo-app"
 
 log "storing demo secrets in the fake AWS store ($aws)"
-post() { curl -fsS -X POST -H 'Content-Type: application/json' -d "$2" "$aws$1" >/dev/null; }
-post /_fake/roles "{\"arn\":\"$role\",\"subjects\":[\"system:serviceaccount:$ns:app\"],\"allow\":[\"arn:aws:secretsmanager:*:*:secret:demo/*\",\"arn:aws:ssm:*:*:parameter/demo/*\"]}"
-post /_fake/secrets '{"region":"us-east-1","name":"demo/db","string":"{\"username\":\"demo\",\"password\":\"correct-horse-battery-staple\"}"}'
-post /_fake/secrets '{"region":"us-east-1","name":"demo/jwt-key","string":"signing-key-v1"}'
-post /_fake/secrets '{"region":"us-east-1","name":"demo/jwt-key","string":"signing-key-v2"}'
-post /_fake/parameters '{"region":"us-east-1","name":"/demo/greeting","value":"hello from SSM","type":"String"}'
+# The second jwt-key version becomes AWSCURRENT, the first AWSPREVIOUS.
+curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- "$aws/_fake/seed" >/dev/null <<JSON
+{
+  "roles": [{"arn": "$role", "subjects": ["system:serviceaccount:$ns:app"],
+             "allow": ["arn:aws:secretsmanager:*:*:secret:demo/*", "arn:aws:ssm:*:*:parameter/demo/*"]}],
+  "secrets": [
+    {"region": "us-east-1", "name": "demo/db", "value": "{\"username\":\"demo\",\"password\":\"correct-horse-battery-staple\"}"},
+    {"region": "us-east-1", "name": "demo/jwt-key", "value": "signing-key-v1"},
+    {"region": "us-east-1", "name": "demo/jwt-key", "value": "signing-key-v2"}
+  ],
+  "parameters": [{"region": "us-east-1", "name": "/demo/greeting", "value": "hello from SSM", "type": "String"}]
+}
+JSON
 
 log "creating namespace $ns, a ServiceAccount bound to $role, a SecretProviderClass and a pod"
 kctl delete namespace "$ns" --ignore-not-found --wait=true >/dev/null

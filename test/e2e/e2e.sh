@@ -36,11 +36,11 @@ start_awsfake() {
   fi
   log "starting the fake AWS store on $ip:$AWS_PORT (STS verifies tokens against the cluster's JWKS)"
   (cd "$repo" && go build -o "$E2E_STATE/awsfake" ./test/awsfake)
-  kctl get --raw /openid/v1/jwks > "$E2E_STATE/jwks.json"
-  nohup "$E2E_STATE/awsfake" -addr "$ip:$AWS_PORT" -jwks-file "$E2E_STATE/jwks.json" \
-    > "$E2E_STATE/logs/awsfake.log" 2>&1 &
+  nohup "$E2E_STATE/awsfake" -addr "$ip:$AWS_PORT" > "$E2E_STATE/logs/awsfake.log" 2>&1 &
   echo $! > "$(aws_pidfile)"
   wait_for "fake AWS store" 30 curl -fsS "http://$ip:$AWS_PORT/_fake/healthz"
+  printf '{"jwks":%s}' "$(kctl get --raw /openid/v1/jwks)" |
+    curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- "http://$ip:$AWS_PORT/_fake/seed" >/dev/null
 }
 
 deploy_podsecrets() {

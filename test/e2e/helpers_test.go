@@ -29,6 +29,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podsecrets/podsecrets/test/awsfake/store"
 )
 
 const (
@@ -75,23 +77,19 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-// fake posts a control request to the fake AWS store.
-func fake(t *testing.T, path string, body any) {
+// seed applies doc to the fake AWS store; a failure fails the test.
+func seed(t *testing.T, doc store.Seed) store.SeedReply {
 	t.Helper()
-	b, _ := json.Marshal(body)
-	resp, err := http.Post(awsURL+path, "application/json", bytes.NewReader(b))
+	r, err := seedCall(doc)
 	if err != nil {
-		t.Fatalf("fake store %s: %v", path, err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		msg, _ := io.ReadAll(resp.Body)
-		t.Fatalf("fake store %s: %d %s", path, resp.StatusCode, msg)
-	}
+	return r
 }
 
 func putSecret(t *testing.T, name, value string) {
-	fake(t, "/_fake/secrets", map[string]string{"region": region, "name": name, "string": value})
+	t.Helper()
+	putSecretVersion(t, name, value)
 }
 
 func roleARN(name string) string { return "arn:aws:iam::" + account + ":role/" + name }
@@ -114,14 +112,14 @@ func newTenant(t *testing.T, prefix string) *tenant {
 		kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
 	})
 	tn := &tenant{ns: ns, role: roleARN(ns + "-reader")}
-	fake(t, "/_fake/roles", map[string]any{
-		"arn":      tn.role,
-		"subjects": []string{"system:serviceaccount:" + ns + ":reader"},
-		"allow": []string{
+	seed(t, store.Seed{Roles: []store.Role{{
+		ARN:      tn.role,
+		Subjects: []string{"system:serviceaccount:" + ns + ":reader"},
+		Allow: []string{
 			"arn:aws:secretsmanager:" + region + ":" + account + ":secret:e2e/" + ns + "/*",
 			"arn:aws:ssm:" + region + ":" + account + ":parameter/e2e/" + ns + "/*",
 		},
-	})
+	}}})
 	tn.serviceAccount(t, "reader", tn.role)
 	return tn
 }
@@ -422,26 +420,25 @@ func secretCount(t *testing.T) int {
 	return len(l.Items)
 }
 
-// fakeCall posts a control request to the fake AWS store and decodes its
-// JSON reply into out (when out is not nil). It reports failures instead of
-// failing the test, so that any goroutine may call it.
-func fakeCall(path string, body, out any) error {
-	b, _ := json.Marshal(body)
-	resp, err := http.Post(awsURL+path, "application/json", bytes.NewReader(b))
+// seedCall posts doc to the fake AWS store (store.PathSeed) and returns its
+// reply. It reports failures instead of failing the test, so that any
+// goroutine may call it.
+func seedCall(doc store.Seed) (store.SeedReply, error) {
+	var r store.SeedReply
+	b, _ := json.Marshal(doc)
+	resp, err := http.Post(awsURL+store.PathSeed, "application/json", bytes.NewReader(b))
 	if err != nil {
-		return fmt.Errorf("fake store %s: %w", path, err)
+		return r, fmt.Errorf("fake store seed: %w", err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 {
-		return fmt.Errorf("fake store %s: %d %s", path, resp.StatusCode, msg)
+		return r, fmt.Errorf("fake store seed: %d %s", resp.StatusCode, msg)
 	}
-	if out != nil {
-		if err := json.Unmarshal(msg, out); err != nil {
-			return fmt.Errorf("fake store %s: reply %q: %w", path, msg, err)
-		}
+	if err := json.Unmarshal(msg, &r); err != nil {
+		return r, fmt.Errorf("fake store seed: reply %q: %w", msg, err)
 	}
-	return nil
+	return r, nil
 }
 
 // putSecretVersion creates secret name or puts a new version of it (which
@@ -449,27 +446,15 @@ func fakeCall(path string, body, out any) error {
 // the secret's ARN and the new version's ID.
 func putSecretVersion(t *testing.T, name, value string) (arn, versionID string) {
 	t.Helper()
-	var r struct {
-		ARN       string `json:"arn"`
-		VersionID string `json:"versionId"`
-	}
-	if err := fakeCall("/_fake/secrets", map[string]string{"region": region, "name": name, "string": value}, &r); err != nil {
-		t.Fatal(err)
-	}
-	return r.ARN, r.VersionID
+	r := seed(t, store.Seed{Secrets: []store.SeedSecret{{Region: region, Name: name, Value: value}}})
+	return r.Secrets[0].ARN, r.Secrets[0].VersionID
 }
 
 // putParameter creates SSM String parameter name or puts a new version of
 // it, and returns the version number.
 func putParameter(t *testing.T, name, value string) int64 {
 	t.Helper()
-	var r struct {
-		Version int64 `json:"version"`
-	}
-	if err := fakeCall("/_fake/parameters", map[string]string{"region": region, "name": name, "value": value, "type": "String"}, &r); err != nil {
-		t.Fatal(err)
-	}
-	return r.Version
+	return seed(t, store.Seed{Parameters: []store.SeedParameter{{Region: region, Name: name, Value: value, Type: "String"}}}).Parameters[0]
 }
 
 // logLine is one line of a container's log with the time the runtime

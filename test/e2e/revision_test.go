@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/podsecrets/podsecrets/test/awsfake/store"
 )
 
 // Real-node tests of spec.versionPolicy: Revision: every pod of one workload
@@ -333,7 +335,7 @@ func TestRevisionVersionGone(t *testing.T) {
 	createDeployment(t, ns, "web", 1)
 	first := keysOf(t, ns, "web", 1)
 	// The secret is deleted and made again: the recorded version is gone.
-	fake(t, "/_fake/secrets/delete", map[string]string{"region": region, "name": tn.secret("key")})
+	seed(t, store.Seed{Secrets: []store.SeedSecret{{Region: region, Name: tn.secret("key"), Delete: true}}})
 	putSecret(t, tn.secret("key"), "v9")
 	// The fallback reads the current version, and the driver reuses a read
 	// of the same identity for --aws-share-window (1 s) after it arrived:

@@ -24,6 +24,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/podsecrets/podsecrets/test/awsfake/store"
 )
 
 // Rotation on a real node: kubelet republishes every mounted volume
@@ -415,13 +417,16 @@ func TestRotationStoreDown(t *testing.T) {
 	// Every call of every region (and STS) fails; the control endpoints
 	// are never faulted. Other tests share the store: the fault goes
 	// whatever happens here.
-	clear := func() error { return fakeCall("/_fake/fault", map[string]any{"region": "", "rate": 0}, nil) }
+	clear := func() error {
+		_, err := seedCall(store.Seed{Faults: map[string]store.Fault{"": {}}})
+		return err
+	}
 	t.Cleanup(func() {
 		if err := clear(); err != nil {
 			t.Errorf("clear the store fault: %v", err)
 		}
 	})
-	if err := fakeCall("/_fake/fault", map[string]any{"region": "", "rate": 1, "code": "InternalServiceError"}, nil); err != nil {
+	if _, err := seedCall(store.Seed{Faults: map[string]store.Fault{"": {Rate: 1, Code: store.FaultInternal}}}); err != nil {
 		t.Fatal(err)
 	}
 	putSecretVersion(t, name, val(2))
@@ -555,11 +560,10 @@ func TestRotationDriverKilledDuringSwaps(t *testing.T) {
 		for i := range names {
 			vals[i] = genValue(gen, i+1, objSize)
 			go func() {
-				var r struct {
-					VersionID string `json:"versionId"`
+				r, err := seedCall(store.Seed{Secrets: []store.SeedSecret{{Region: region, Name: names[i], Value: vals[i]}}})
+				if err == nil {
+					ids[i] = r.Secrets[0].VersionID
 				}
-				err := fakeCall("/_fake/secrets", map[string]string{"region": region, "name": names[i], "string": vals[i]}, &r)
-				ids[i] = r.VersionID
 				errs <- err
 			}()
 		}

@@ -17,6 +17,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/podsecrets/podsecrets/test/awsfake/store"
 )
 
 // Canaries: secret values that must reach the pods and nothing else.
@@ -35,7 +37,7 @@ func TestScenarios(t *testing.T) {
 	putSecret(t, tn.secret("db"), `{"username":"app","password":"`+canaryPassword+`"}`)
 	putSecret(t, tn.secret("jwt"), canaryJWTPrev)
 	putSecret(t, tn.secret("jwt"), canaryJWTCur) // the previous value becomes AWSPREVIOUS
-	fake(t, "/_fake/parameters", map[string]string{"region": region, "name": "/e2e/" + ns + "/flag", "value": "beta=on", "type": "String"})
+	putParameter(t, "/e2e/"+ns+"/flag", "beta=on")
 	createClass(t, ns, "app", fmt.Sprintf(`
 - objectName: %q
   objectType: secretsmanager
@@ -103,8 +105,8 @@ func TestScenarios(t *testing.T) {
 
 	t.Run("d: denied role, and a class from another namespace", func(t *testing.T) {
 		tn.serviceAccount(t, "intruder", roleARN(ns+"-intruder"))
-		fake(t, "/_fake/roles", map[string]any{"arn": roleARN(ns + "-intruder"),
-			"subjects": []string{"system:serviceaccount:" + ns + ":intruder"}, "allow": []string{"arn:aws:ssm:*:*:parameter/nothing"}})
+		seed(t, store.Seed{Roles: []store.Role{{ARN: roleARN(ns + "-intruder"),
+			Subjects: []string{"system:serviceaccount:" + ns + ":intruder"}, Allow: []string{"arn:aws:ssm:*:*:parameter/nothing"}}}})
 		createPod(t, ns, podSpec("intruder", podOpts{class: "app", serviceAccount: "intruder"}))
 		msg := waitEvent(t, ns, "intruder", "FailedMount", "AccessDenied", ns+"-intruder")
 		t.Logf("FailedMount: %s", msg)
@@ -121,7 +123,7 @@ func TestScenarios(t *testing.T) {
 		if _, err := kube.CoreV1().ServiceAccounts(ns).Create(ctxT(t), sa, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		fake(t, "/_fake/podidentity", map[string]string{"namespace": ns, "serviceAccount": "pi", "roleArn": tn.role})
+		seed(t, store.Seed{PodIdentity: []store.SeedPodIdentity{{Namespace: ns, ServiceAccount: "pi", RoleARN: tn.role}}})
 		createClassWith(t, ns, "pod-identity", map[string]any{"usePodIdentity": "true",
 			"objects": fmt.Sprintf("- {objectName: %q, objectType: secretsmanager, objectVersionLabel: AWSCURRENT, objectAlias: jwt}", tn.secret("jwt"))})
 		createPod(t, ns, podSpec("pi", podOpts{class: "pod-identity", serviceAccount: "pi"}))

@@ -27,17 +27,13 @@ func TestSignedRequestAuthentication(t *testing.T) {
 	e.role(appRole, smAllowAnyRegion)
 	e.s.CreateSecret(east, "app/auth", store.Value{String: "v"})
 	good := e.assume(appRole, appSA)
-	issued, err := e.s.IssueCredentials(appRole, "direct", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
 	mod := func(f func(*aws.Credentials)) aws.Credentials { c := good; f(&c); return c }
 	tests := map[string]struct {
 		creds    aws.CredentialsProvider
 		wantCode string
 	}{
 		"valid STS credentials":     {creds: static(good)},
-		"IssueCredentials":          {creds: static(aws.Credentials{AccessKeyID: issued.AccessKeyID, SecretAccessKey: issued.SecretAccessKey, SessionToken: issued.SessionToken})},
+		"IssueCredentials":          {creds: static(e.issued(appRole))},
 		"wrong secret key":          {creds: static(mod(func(c *aws.Credentials) { c.SecretAccessKey += "x" })), wantCode: "InvalidSignatureException"},
 		"unknown access key":        {creds: static(mod(func(c *aws.Credentials) { c.AccessKeyID = "ASIAUNKNOWNUNKNOWN00" })), wantCode: "UnrecognizedClientException"},
 		"wrong session token":       {creds: static(mod(func(c *aws.Credentials) { c.SessionToken += "x" })), wantCode: "UnrecognizedClientException"},
@@ -60,8 +56,7 @@ func TestSignedRequestAuthentication(t *testing.T) {
 	t.Run("expired credentials", func(t *testing.T) {
 		clock.Store(int64(2 * time.Hour))
 		defer clock.Store(0)
-		_, err := e.sm(east, good).GetSecretValue(ctx(t), &secretsmanager.GetSecretValueInput{SecretId: aws.String("app/auth")})
-		if got := errCode(t, err); got != "ExpiredTokenException" {
+		if _, _, got := getSecret(t, e.sm(east, good), "app/auth", ""); got != "ExpiredTokenException" {
 			t.Fatalf("error code %q", got)
 		}
 	})
@@ -111,8 +106,9 @@ func TestSignedRequestAuthentication(t *testing.T) {
 			}
 			r.Header.Set("X-Amz-Date", d[:13]+ss+"Z")
 		}, 400, "InvalidSignatureException"},
-		"garbled authorization": {"secretsmanager", "secretsmanager.GetSecretValue", func(r *http.Request) { r.Header.Set("Authorization", "AWS4-HMAC-SHA256 nonsense") }, 400, "IncompleteSignatureException"},
-		"unsigned header added": {"secretsmanager", "secretsmanager.GetSecretValue", func(r *http.Request) { r.Header.Set("X-Extra", "fine") }, 200, ""},
+		"garbled authorization":         {"secretsmanager", "secretsmanager.GetSecretValue", func(r *http.Request) { r.Header.Set("Authorization", "AWS4-HMAC-SHA256 nonsense") }, 400, "IncompleteSignatureException"},
+		"unsigned header added":         {"secretsmanager", "secretsmanager.GetSecretValue", func(r *http.Request) { r.Header.Set("X-Extra", "fine") }, 200, ""},
+		"a call the driver never makes": {"secretsmanager", "secretsmanager.PutSecretValue", nil, 400, "UnknownOperationException"},
 	}
 	for name, tc := range rawTests {
 		t.Run("raw "+name, func(t *testing.T) {
@@ -132,7 +128,7 @@ func TestDefaultSDKConfig(t *testing.T) {
 	e := newEnv(t, store.Options{})
 	e.role(appRole, smAllowAnyRegion, "arn:aws:ssm:*:"+acct+":parameter/app/*")
 	e.s.CreateSecret(east, "app/cfg", store.Value{String: "from-default-config"})
-	e.s.PutParameter(east, "/app/cfg", "param", store.TypeSecureString)
+	e.s.PutParameter(east, "/app/cfg", "param", "SecureString")
 	cfg, err := config.LoadDefaultConfig(ctx(t),
 		config.WithRegion(east),
 		config.WithBaseEndpoint(e.srv.URL),
@@ -145,8 +141,8 @@ func TestDefaultSDKConfig(t *testing.T) {
 	if err != nil || aws.ToString(out.SecretString) != "from-default-config" {
 		t.Fatalf("secretsmanager: %v", err)
 	}
-	p, err := ssm.NewFromConfig(cfg).GetParameter(ctx(t), &ssm.GetParameterInput{Name: aws.String("/app/cfg"), WithDecryption: aws.Bool(true)})
-	if err != nil || aws.ToString(p.Parameter.Value) != "param" {
+	p, err := ssm.NewFromConfig(cfg).GetParameters(ctx(t), &ssm.GetParametersInput{Names: []string{"/app/cfg"}, WithDecryption: aws.Bool(true)})
+	if err != nil || len(p.Parameters) != 1 || aws.ToString(p.Parameters[0].Value) != "param" {
 		t.Fatalf("ssm: %v", err)
 	}
 }

@@ -21,11 +21,12 @@ import (
 )
 
 const (
-	acct    = store.DefaultAccountID
-	east    = "us-east-1"
-	west    = "eu-west-1"
-	appSA   = "system:serviceaccount:app:reader"
-	appRole = "arn:aws:iam::" + acct + ":role/app-reader"
+	acct             = store.DefaultAccountID
+	east             = "us-east-1"
+	west             = "eu-west-1"
+	appSA            = "system:serviceaccount:app:reader"
+	appRole          = "arn:aws:iam::" + acct + ":role/app-reader"
+	smAllowAnyRegion = "arn:aws:secretsmanager:*:" + acct + ":secret:app/*"
 )
 
 // env is one fake behind a real HTTP server plus a trusted token issuer.
@@ -41,27 +42,33 @@ func newEnv(t *testing.T, opts store.Options) *env {
 	s := store.New(opts)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	iss := newIssuer(t)
+	iss := sharedIssuer(t)
 	if err := s.TrustJWKS(iss.JWKS()); err != nil {
 		t.Fatal(err)
 	}
 	return &env{t: t, s: s, srv: srv, iss: iss}
 }
 
-// sharedIssuer reuses one RSA key across tests: generating 2048-bit keys
-// under -race is slow, and only tests that need an untrusted issuer create
-// their own.
-var sharedIssuer = sync.OnceValues(func() (*store.Issuer, error) {
-	return store.NewIssuer("https://oidc.test.example/cluster")
+var issuers = sync.OnceValues(func() ([2]*store.Issuer, error) {
+	var out [2]*store.Issuer
+	var err [2]error
+	out[0], err[0] = store.NewIssuer("https://oidc.test.example/cluster")
+	out[1], err[1] = store.NewIssuer("https://evil.example")
+	return out, errors.Join(err[:]...)
 })
 
-func newIssuer(t *testing.T) *store.Issuer {
+// sharedIssuer is the issuer every env trusts, and untrustedIssuer one none
+// does: generating 2048-bit keys under -race is slow, so tests share them.
+func sharedIssuer(t *testing.T) *store.Issuer    { return issuer(t, 0) }
+func untrustedIssuer(t *testing.T) *store.Issuer { return issuer(t, 1) }
+
+func issuer(t *testing.T, i int) *store.Issuer {
 	t.Helper()
-	iss, err := sharedIssuer()
+	iss, err := issuers()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return iss
+	return iss[i]
 }
 
 func ctx(t *testing.T) context.Context {
@@ -89,19 +96,30 @@ func (e *env) stsClient() *sts.Client {
 	return sts.NewFromConfig(e.awsConfig(east, nil))
 }
 
+func assumeInput(roleARN, token string) *sts.AssumeRoleWithWebIdentityInput {
+	return &sts.AssumeRoleWithWebIdentityInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("test-session"), WebIdentityToken: aws.String(token)}
+}
+
 // assume obtains credentials through the real STS client.
 func (e *env) assume(roleARN, subject string) aws.Credentials {
 	e.t.Helper()
-	out, err := e.stsClient().AssumeRoleWithWebIdentity(ctx(e.t), &sts.AssumeRoleWithWebIdentityInput{
-		RoleArn:          aws.String(roleARN),
-		RoleSessionName:  aws.String("test-session"),
-		WebIdentityToken: aws.String(e.iss.Token(subject, store.AudienceSTS, time.Hour)),
-	})
+	out, err := e.stsClient().AssumeRoleWithWebIdentity(ctx(e.t), assumeInput(roleARN, e.iss.Token(subject, store.AudienceSTS, time.Hour)))
 	if err != nil {
 		e.t.Fatalf("AssumeRoleWithWebIdentity: %v", err)
 	}
 	c := out.Credentials
 	return aws.Credentials{AccessKeyID: *c.AccessKeyId, SecretAccessKey: *c.SecretAccessKey, SessionToken: *c.SessionToken}
+}
+
+// issued mints credentials for roleARN without an STS call, so call counters
+// stay untouched.
+func (e *env) issued(roleARN string) aws.Credentials {
+	e.t.Helper()
+	c, err := e.s.IssueCredentials(roleARN, "issued", time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken}
 }
 
 func static(c aws.Credentials) aws.CredentialsProvider {
@@ -114,6 +132,28 @@ func (e *env) sm(region string, c aws.Credentials) *secretsmanager.Client {
 
 func (e *env) ssm(region string, c aws.Credentials) *ssm.Client {
 	return ssm.NewFromConfig(e.awsConfig(region, static(c)))
+}
+
+func (e *env) podCreds(token string) (aws.Credentials, error) {
+	return endpointcreds.New(e.srv.URL+"/v1/credentials", func(o *endpointcreds.Options) {
+		o.AuthorizationToken = token
+		o.Retryer = aws.NopRetryer{}
+	}).Retrieve(ctx(e.t))
+}
+
+// getSecret reads id's value (of stage, "" for AWSCURRENT) and version, or
+// the error code.
+func getSecret(t *testing.T, c *secretsmanager.Client, id, stage string) (value, version, code string) {
+	t.Helper()
+	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)}
+	if stage != "" {
+		in.VersionStage = aws.String(stage)
+	}
+	out, err := c.GetSecretValue(ctx(t), in)
+	if err != nil {
+		return "", "", errCode(t, err)
+	}
+	return aws.ToString(out.SecretString), aws.ToString(out.VersionId), ""
 }
 
 // errCode returns the AWS error code of err ("" for nil).
@@ -135,19 +175,4 @@ func httpStatus(err error) int {
 		return re.HTTPStatusCode()
 	}
 	return 0
-}
-
-func newServer(t *testing.T, s *store.Store) *httptest.Server {
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-type ssmGetParametersInput = ssm.GetParametersInput
-
-func endpointcredsProvider(e *env, token string) *endpointcreds.Provider {
-	return endpointcreds.New(e.srv.URL+"/v1/credentials", func(o *endpointcreds.Options) {
-		o.AuthorizationToken = token
-		o.Retryer = aws.NopRetryer{}
-	})
 }

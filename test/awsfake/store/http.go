@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// maxBody bounds request bodies; the largest legitimate request (a 64 KiB
-// secret, base64-encoded) is far below it.
+// maxBody bounds request bodies; the largest legitimate request (a seed of
+// large secrets) is far below it.
 const maxBody = 1 << 20
 
 const jsonContentType = "application/x-amz-json-1.1"
@@ -21,7 +21,7 @@ const jsonContentType = "application/x-amz-json-1.1"
 type call struct {
 	op       string // counter key, e.g. "secretsmanager.GetSecretValue"
 	region   string
-	p        *principal
+	p        principal
 	role     string // role ARN for logs
 	resource string // resource ARN for logs
 	body     []byte
@@ -29,34 +29,23 @@ type call struct {
 }
 
 func (c *call) decode(v any) *apiError {
-	if len(strings.TrimSpace(string(c.body))) == 0 {
-		return nil
-	}
 	if err := json.Unmarshal(c.body, v); err != nil {
-		return &apiError{status: 400, code: "SerializationException", msg: "Request body could not be parsed: " + err.Error()}
+		return badRequest("SerializationException", "Request body could not be parsed: "+err.Error())
 	}
 	return nil
 }
 
 func validation(field, constraint string) *apiError {
-	return invalid("ValidationException", fmt.Sprintf("1 validation error detected: Value at '%s' failed to satisfy constraint: %s", field, constraint))
+	return badRequest("ValidationException", fmt.Sprintf("1 validation error detected: Value at '%s' failed to satisfy constraint: %s", field, constraint))
 }
 
-type jsonOp func(*Store, *call) (any, *apiError)
-
-var jsonOps = map[string]jsonOp{
-	"secretsmanager.GetSecretValue":           (*Store).smGetSecretValue,
-	"secretsmanager.BatchGetSecretValue":      (*Store).smBatchGetSecretValue,
-	"secretsmanager.DescribeSecret":           (*Store).smDescribeSecret,
-	"secretsmanager.CreateSecret":             (*Store).smCreateSecret,
-	"secretsmanager.PutSecretValue":           (*Store).smPutSecretValue,
-	"secretsmanager.UpdateSecretVersionStage": (*Store).smUpdateSecretVersionStage,
-	"secretsmanager.DeleteSecret":             (*Store).smDeleteSecret,
-	"ssm.GetParameters":                       (*Store).ssmGetParameters,
-	"ssm.GetParameter":                        (*Store).ssmGetParameter,
-	"ssm.PutParameter":                        (*Store).ssmPutParameter,
-	"ssm.DeleteParameter":                     (*Store).ssmDeleteParameter,
-	"ssm.LabelParameterVersion":               (*Store).ssmLabelParameterVersion,
+// jsonOps are the awsJson1.1 calls the driver sends; any other is answered
+// UnknownOperationException.
+var jsonOps = map[string]func(*Store, *call) (any, *apiError){
+	"secretsmanager.GetSecretValue":      (*Store).smGetSecretValue,
+	"secretsmanager.BatchGetSecretValue": (*Store).smBatchGetSecretValue,
+	"secretsmanager.DescribeSecret":      (*Store).smDescribeSecret,
+	"ssm.GetParameters":                  (*Store).ssmGetParameters,
 }
 
 // Handler serves every emulated service on one endpoint, dispatching the
@@ -67,19 +56,15 @@ var jsonOps = map[string]jsonOp{
 //     credentials);
 //   - form-encoded POST with Action=AssumeRoleWithWebIdentity: STS (awsQuery);
 //   - GET /v1/credentials: the EKS Pod Identity agent;
-//   - /_fake/...: JSON control endpoints for e2e tests (not counted, no
-//     latency or faults).
+//   - /_fake/...: the control endpoints (seed.go; not counted, no latency or
+//     faults).
 func (s *Store) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Store) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/_fake/"):
 		s.serveControl(w, r)
-	case r.URL.Path == "/v1/credentials":
-		if r.Method != http.MethodGet {
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/credentials":
 		s.servePodIdentity(w, r)
 	case r.Method == http.MethodPost && r.Header.Get("X-Amz-Target") != "":
 		s.serveJSON(w, r)
@@ -93,10 +78,10 @@ func (s *Store) serveHTTP(w http.ResponseWriter, r *http.Request) {
 func readBody(r *http.Request) ([]byte, *apiError) {
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
-		return nil, &apiError{status: 400, code: "SerializationException", msg: "could not read request body"}
+		return nil, badRequest("SerializationException", "could not read request body")
 	}
 	if len(b) > maxBody {
-		return nil, &apiError{status: 413, code: "RequestEntityTooLarge", msg: "request body too large"}
+		return nil, &apiError{http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "request body too large"}
 	}
 	return b, nil
 }
@@ -108,38 +93,32 @@ func (s *Store) serveJSON(w http.ResponseWriter, r *http.Request) {
 	case "AmazonSSM":
 		svc = "ssm"
 	default:
-		writeJSONError(w, &apiError{status: 400, code: "UnknownOperationException", msg: "unknown X-Amz-Target " + svc})
+		writeJSONError(w, badRequest("UnknownOperationException", "unknown X-Amz-Target "+svc))
 		return
 	}
 	c := &call{op: svc + "." + op, start: time.Now()}
 	var out any
 	e := func() *apiError {
-		sh, perr := (*sigv4Header)(nil), (*apiError)(nil)
-		if authz := r.Header.Get("Authorization"); authz != "" {
-			if sh, perr = parseSigV4(authz); sh != nil {
-				c.region = sh.region
-			}
+		authz := r.Header.Get("Authorization")
+		sh, perr := parseSigV4(authz)
+		if sh != nil {
+			c.region = sh.region
 		}
-		// Read the body before sleeping: net/http only notices a client
+		// Read the body before waiting: net/http only notices a client
 		// that gave up (and cancels the context) once the body is consumed.
 		body, readErr := readBody(r)
-		account := s.accountID
-		if sh != nil {
-			account = s.callerAccount(sh.accessKey)
-		}
-		if e := s.begin(r.Context(), c.op, account, c.region); e != nil {
+		if e := s.begin(r.Context(), c.op, c.region); e != nil {
 			return e
 		}
-		if readErr != nil {
-			return readErr
-		}
-		c.body = body
 		switch {
-		case sh == nil && perr == nil:
-			return &apiError{status: 400, code: "MissingAuthenticationTokenException", msg: "Missing Authentication Token"}
+		case readErr != nil:
+			return readErr
+		case authz == "":
+			return badRequest("MissingAuthenticationTokenException", "Missing Authentication Token")
 		case perr != nil:
 			return perr
 		}
+		c.body = body
 		var e *apiError
 		if c.p, e = s.authenticate(r, body, sh, svc); e != nil {
 			return e
@@ -147,12 +126,11 @@ func (s *Store) serveJSON(w http.ResponseWriter, r *http.Request) {
 		c.role = c.p.roleARN
 		h := jsonOps[c.op]
 		if h == nil {
-			return &apiError{status: 400, code: "UnknownOperationException", msg: "awsfake does not implement " + c.op}
+			return badRequest("UnknownOperationException", "awsfake does not implement "+c.op)
 		}
 		out, e = h(s, c)
 		return e
 	}()
-	w.Header().Set("X-Amzn-Requestid", newUUID())
 	if e != nil {
 		writeJSONError(w, e)
 	} else {
@@ -163,9 +141,9 @@ func (s *Store) serveJSON(w http.ResponseWriter, r *http.Request) {
 
 // authenticate accepts only credentials this store issued, still valid,
 // presented with their session token and a correct SigV4 signature.
-func (s *Store) authenticate(r *http.Request, body []byte, sh *sigv4Header, service string) (*principal, *apiError) {
+func (s *Store) authenticate(r *http.Request, body []byte, sh *sigv4Header, service string) (principal, *apiError) {
 	if sh.service != service {
-		return nil, &apiError{status: 400, code: "InvalidSignatureException", msg: fmt.Sprintf("Credential should be scoped to correct service: '%s'.", service)}
+		return principal{}, badRequest("InvalidSignatureException", fmt.Sprintf("Credential should be scoped to correct service: '%s'.", service))
 	}
 	s.mu.RLock()
 	cred, ok := s.creds[sh.accessKey]
@@ -174,20 +152,16 @@ func (s *Store) authenticate(r *http.Request, body []byte, sh *sigv4Header, serv
 		cr = *cred
 	}
 	s.mu.RUnlock()
-	invalidToken := &apiError{status: 400, code: "UnrecognizedClientException", msg: "The security token included in the request is invalid."}
-	if !ok {
-		return nil, invalidToken
-	}
-	if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Amz-Security-Token")), []byte(cr.token)) != 1 {
-		return nil, invalidToken
+	if !ok || subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Amz-Security-Token")), []byte(cr.token)) != 1 {
+		return principal{}, badRequest("UnrecognizedClientException", "The security token included in the request is invalid.")
 	}
 	if !s.now().Before(cr.expires) {
-		return nil, &apiError{status: 400, code: "ExpiredTokenException", msg: "The security token included in the request is expired"}
+		return principal{}, badRequest("ExpiredTokenException", "The security token included in the request is expired")
 	}
 	if e := verifySigV4(r, body, sh, cr.secret); e != nil {
-		return nil, e
+		return principal{}, e
 	}
-	return &principal{akid: sh.accessKey, roleARN: cr.roleARN, session: cr.session}, nil
+	return principal{roleARN: cr.roleARN, session: cr.session}, nil
 }
 
 func (s *Store) serveQuery(w http.ResponseWriter, r *http.Request) {
@@ -198,28 +172,20 @@ func (s *Store) serveQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		writeSTSError(w, &apiError{status: 400, code: "MalformedQueryString", msg: "request body is not form-encoded"})
+		writeSTSError(w, badRequest("MalformedQueryString", "request body is not form-encoded"))
 		return
-	}
-	for k, v := range r.URL.Query() {
-		if _, dup := form[k]; !dup {
-			form[k] = v
-		}
 	}
 	action := form.Get("Action")
-	if action == "" {
-		writeSTSError(w, &apiError{status: 400, code: "MissingAction", msg: "no Action parameter and no X-Amz-Target header"})
-		return
-	}
-	c := &call{op: "sts." + action, start: time.Now(), region: stsRegion(r), role: form.Get("RoleArn")}
+	// The driver's STS calls are unsigned, to an endpoint that names no
+	// region: their quota is the region "" one.
+	c := &call{op: "sts." + action, start: time.Now(), role: form.Get("RoleArn")}
 	var out any
-	e = s.begin(r.Context(), c.op, s.roleAccount(c.role), c.region)
+	e = s.begin(r.Context(), c.op, "")
 	if e == nil {
-		switch action {
-		case "AssumeRoleWithWebIdentity":
-			out, e = s.stsAssumeRoleWithWebIdentity(r.Context(), c, form)
-		default:
-			e = &apiError{status: 400, code: "InvalidAction", msg: "Could not find operation " + action + " for version 2011-06-15"}
+		if action == "AssumeRoleWithWebIdentity" {
+			out, e = s.stsAssumeRoleWithWebIdentity(c, form)
+		} else {
+			e = badRequest("InvalidAction", "Could not find operation "+action+" for version 2011-06-15")
 		}
 	}
 	if e != nil {
@@ -230,30 +196,15 @@ func (s *Store) serveQuery(w http.ResponseWriter, r *http.Request) {
 	s.logCall(c, e)
 }
 
-// stsRegion finds the region of an STS call: the SigV4 scope if the request
-// happens to be signed, else a regional endpoint host name; "" otherwise.
-func stsRegion(r *http.Request) string {
-	if sh, _ := parseSigV4(r.Header.Get("Authorization")); sh != nil {
-		return sh.region
-	}
-	if rest, ok := strings.CutPrefix(r.Host, "sts."); ok {
-		if reg, _, ok := strings.Cut(rest, "."); ok && reg != "amazonaws" {
-			return reg
-		}
-	}
-	return ""
-}
-
 func (s *Store) servePodIdentity(w http.ResponseWriter, r *http.Request) {
 	c := &call{op: "eks-auth.PodIdentity", start: time.Now()}
 	var out any
-	e := s.begin(r.Context(), c.op, s.accountID, "")
-	if e != nil {
-		if e.status == 400 {
-			e = podIdentityError(http.StatusTooManyRequests, e.code, e.msg)
-		}
-	} else {
-		out, e = s.podIdentityCredentials(r.Context(), c, r.Header.Get("Authorization"))
+	e := s.begin(r.Context(), c.op, "")
+	if e != nil && e.status == http.StatusBadRequest {
+		e.status = http.StatusTooManyRequests // how the agent answers throttling
+	}
+	if e == nil {
+		out, e = s.podIdentityCredentials(c, r.Header.Get("Authorization"))
 	}
 	if e != nil {
 		writeJSON(w, e.status, "application/json", map[string]string{"code": e.code, "message": e.msg})

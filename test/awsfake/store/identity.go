@@ -1,14 +1,13 @@
 package store
 
 import (
-	"context"
+	"crypto/rand"
 	"encoding/xml"
 	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -34,8 +33,7 @@ type Role struct {
 	// is the trust.
 	Subjects []string `json:"subjects"`
 	// Allow lists resource ARN patterns ("*" any run of characters, "?" one
-	// character) on which the role may perform every Secrets Manager and SSM
-	// action the fake implements.
+	// character) on which the role may perform every action the fake serves.
 	Allow []string `json:"allow"`
 }
 
@@ -45,8 +43,6 @@ type Credentials struct {
 	SecretAccessKey string
 	SessionToken    string
 	Expires         time.Time
-	// AssumedRoleARN is arn:aws:sts::<account>:assumed-role/<role>/<session>.
-	AssumedRoleARN string
 }
 
 type issuedCred struct {
@@ -57,7 +53,7 @@ type issuedCred struct {
 
 // principal is the authenticated caller of a signed request.
 type principal struct {
-	akid, roleARN, session string
+	roleARN, session string
 }
 
 var roleARNRe = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{1,64})$`)
@@ -68,14 +64,6 @@ func parseRoleARN(arn string) (account, name string, ok bool) {
 		return "", "", false
 	}
 	return m[1], m[2], true
-}
-
-func assumedRoleARN(roleARN, session string) string {
-	acct, name, ok := parseRoleARN(roleARN)
-	if !ok {
-		return roleARN + "/" + session
-	}
-	return "arn:aws:sts::" + acct + ":assumed-role/" + name + "/" + session
 }
 
 // AddRole registers (or replaces, by ARN) a role.
@@ -98,18 +86,12 @@ func (s *Store) AddPodIdentityAssociation(namespace, serviceAccount, roleARN str
 
 // IssueCredentials mints temporary credentials for roleARN without a token,
 // for tests that want signed SDK clients but do not exercise STS. The role
-// must have been added. ttl <= 0 means one hour.
+// must have been added.
 func (s *Store) IssueCredentials(roleARN, sessionName string, ttl time.Duration) (Credentials, error) {
-	if ttl <= 0 {
-		ttl = time.Hour
-	}
-	if sessionName == "" {
-		sessionName = "awsfake"
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.roles[roleARN]; !ok {
-		return Credentials{}, notFound("NoSuchEntity", "role "+roleARN+" was not added to the fake")
+		return Credentials{}, badRequest("NoSuchEntity", "role "+roleARN+" was not added to the fake")
 	}
 	return s.issueLocked(roleARN, sessionName, ttl), nil
 }
@@ -135,26 +117,21 @@ func (s *Store) issueLocked(roleARN, session string, ttl time.Duration) Credenti
 			}
 		}
 	}
-	return Credentials{AccessKeyID: akid, SecretAccessKey: c.secret, SessionToken: c.token, Expires: c.expires, AssumedRoleARN: assumedRoleARN(roleARN, session)}
+	return Credentials{AccessKeyID: akid, SecretAccessKey: c.secret, SessionToken: c.token, Expires: c.expires}
 }
 
 // authorizeLocked allows action on resource if the caller's role has a
-// matching Allow pattern. A nil principal (trusted in-process caller) is
-// always allowed.
+// matching Allow pattern.
 func (s *Store) authorizeLocked(c *call, action, resource string) *apiError {
-	if c.p == nil {
+	if slices.ContainsFunc(s.roles[c.p.roleARN].Allow, func(pat string) bool { return globMatch(pat, resource) }) {
 		return nil
 	}
-	if role, ok := s.roles[c.p.roleARN]; ok {
-		for _, pat := range role.Allow {
-			if globMatch(pat, resource) {
-				return nil
-			}
-		}
+	who := c.p.roleARN + "/" + c.p.session
+	if acct, name, ok := parseRoleARN(c.p.roleARN); ok {
+		who = "arn:aws:sts::" + acct + ":assumed-role/" + name + "/" + c.p.session
 	}
-	who := assumedRoleARN(c.p.roleARN, c.p.session)
-	return &apiError{status: 400, code: "AccessDeniedException",
-		msg: fmt.Sprintf("User: %s is not authorized to perform: %s on resource: %s because no identity-based policy allows the %s action", who, action, resource, action)}
+	return badRequest("AccessDeniedException",
+		fmt.Sprintf("User: %s is not authorized to perform: %s on resource: %s because no identity-based policy allows the %s action", who, action, resource, action))
 }
 
 // globMatch reports whether s matches pattern, where '*' matches any run of
@@ -190,115 +167,53 @@ const stsNS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 var sessionNameRe = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
 
-type stsCreds struct {
-	AccessKeyID     string `xml:"AccessKeyId"`
-	SecretAccessKey string `xml:"SecretAccessKey"`
-	SessionToken    string `xml:"SessionToken"`
-	Expiration      string `xml:"Expiration"`
-}
-
 type stsAssumeResponse struct {
-	XMLName xml.Name `xml:"AssumeRoleWithWebIdentityResponse"`
-	Xmlns   string   `xml:"xmlns,attr"`
-	Result  struct {
-		SubjectFromWebIdentityToken string                              `xml:"SubjectFromWebIdentityToken"`
-		Audience                    string                              `xml:"Audience"`
-		AssumedRoleUser             struct{ Arn, AssumedRoleID string } `xml:"AssumedRoleUser"`
-		Credentials                 stsCreds                            `xml:"Credentials"`
-		Provider                    string                              `xml:"Provider"`
-	} `xml:"AssumeRoleWithWebIdentityResult"`
-	RequestID string `xml:"ResponseMetadata>RequestId"`
+	XMLName     xml.Name `xml:"AssumeRoleWithWebIdentityResponse"`
+	Xmlns       string   `xml:"xmlns,attr"`
+	Credentials struct {
+		AccessKeyID     string `xml:"AccessKeyId"`
+		SecretAccessKey string `xml:"SecretAccessKey"`
+		SessionToken    string `xml:"SessionToken"`
+		Expiration      string `xml:"Expiration"`
+	} `xml:"AssumeRoleWithWebIdentityResult>Credentials"`
 }
 
-func (s *Store) stsAssumeRoleWithWebIdentity(ctx context.Context, c *call, form url.Values) (any, *apiError) {
-	c.resource = form.Get("RoleArn")
+func (s *Store) stsAssumeRoleWithWebIdentity(c *call, form url.Values) (any, *apiError) {
 	roleARN := form.Get("RoleArn")
 	session := form.Get("RoleSessionName")
 	token := form.Get("WebIdentityToken")
-	switch {
-	case roleARN == "":
-		return nil, stsValidation("roleArn", "Member must not be null")
-	case token == "":
-		return nil, stsValidation("webIdentityToken", "Member must not be null")
-	case session == "":
-		return nil, stsValidation("roleSessionName", "Member must not be null")
-	case !sessionNameRe.MatchString(session):
-		return nil, stsValidation("roleSessionName", `Member must satisfy regular expression pattern: [\w+=,.@-]*`)
+	c.resource = roleARN
+	if roleARN == "" || token == "" || !sessionNameRe.MatchString(session) {
+		return nil, badRequest("ValidationError", `RoleArn and WebIdentityToken are required; RoleSessionName must match [\w+=,.@-]{2,64}`)
 	}
-	dur := time.Hour
-	if d := form.Get("DurationSeconds"); d != "" {
-		n, err := strconv.Atoi(d)
-		if err != nil || n < 900 || n > 43200 {
-			return nil, stsValidation("durationSeconds", "Member must have value between 900 and 43200")
-		}
-		dur = time.Duration(n) * time.Second
-	}
-	claims, e := s.verifyJWT(ctx, token, AudienceSTS)
+	sub, e := s.verifyJWT(token, AudienceSTS)
 	if e != nil {
 		return nil, e
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	role, ok := s.roles[roleARN]
-	trusted := false
-	for _, sub := range role.Subjects {
-		trusted = trusted || globMatch(sub, claims.Subject)
+	if !slices.ContainsFunc(s.roles[roleARN].Subjects, func(pat string) bool { return globMatch(pat, sub) }) {
+		return nil, &apiError{http.StatusForbidden, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity"}
 	}
-	if !ok || !trusted {
-		return nil, &apiError{status: 403, code: "AccessDenied", msg: "Not authorized to perform sts:AssumeRoleWithWebIdentity"}
-	}
-	cr := s.issueLocked(roleARN, session, dur)
-	var out stsAssumeResponse
-	out.Xmlns = stsNS
-	out.Result.SubjectFromWebIdentityToken = claims.Subject
-	out.Result.Audience = AudienceSTS
-	out.Result.Provider = claims.Issuer
-	out.Result.AssumedRoleUser.Arn = cr.AssumedRoleARN
-	out.Result.AssumedRoleUser.AssumedRoleID = roleID(roleARN) + ":" + session
-	out.Result.Credentials = stsCreds{cr.AccessKeyID, cr.SecretAccessKey, cr.SessionToken, cr.Expires.UTC().Format(time.RFC3339)}
-	out.RequestID = newUUID()
+	cr := s.issueLocked(roleARN, session, time.Hour)
+	out := stsAssumeResponse{Xmlns: stsNS}
+	out.Credentials.AccessKeyID, out.Credentials.SecretAccessKey, out.Credentials.SessionToken = cr.AccessKeyID, cr.SecretAccessKey, cr.SessionToken
+	out.Credentials.Expiration = cr.Expires.UTC().Format(time.RFC3339)
 	return out, nil
 }
 
-// roleID derives a stable AROA… unique ID from the role ARN.
-func roleID(arn string) string {
-	var h uint64 = 1469598103934665603
-	for i := 0; i < len(arn); i++ {
-		h = (h ^ uint64(arn[i])) * 1099511628211
-	}
-	b := make([]byte, 17)
-	for i := range b {
-		b[i] = upperB32[h%32]
-		h = h/32 ^ h<<7
-	}
-	return "AROA" + string(b)
-}
-
-func stsValidation(field, constraint string) *apiError {
-	return &apiError{status: 400, code: "ValidationError", msg: fmt.Sprintf("1 validation error detected: Value at '%s' failed to satisfy constraint: %s", field, constraint), kind: ErrInvalid}
-}
-
-type stsErrorResponse struct {
-	XMLName xml.Name `xml:"ErrorResponse"`
-	Xmlns   string   `xml:"xmlns,attr"`
-	Error   struct {
-		Type    string `xml:"Type"`
-		Code    string `xml:"Code"`
-		Message string `xml:"Message"`
-	} `xml:"Error"`
-	RequestID string `xml:"RequestId"`
-}
-
 func writeSTSError(w http.ResponseWriter, e *apiError) {
-	var out stsErrorResponse
-	out.Xmlns = stsNS
-	out.Error.Type = "Sender"
-	if e.status >= 500 {
-		out.Error.Type = "Receiver"
+	var out struct {
+		XMLName xml.Name `xml:"ErrorResponse"`
+		Xmlns   string   `xml:"xmlns,attr"`
+		Type    string   `xml:"Error>Type"`
+		Code    string   `xml:"Error>Code"`
+		Message string   `xml:"Error>Message"`
 	}
-	out.Error.Code = e.code
-	out.Error.Message = e.msg
-	out.RequestID = newUUID()
+	out.Xmlns, out.Type, out.Code, out.Message = stsNS, "Sender", e.code, e.msg
+	if e.status >= 500 {
+		out.Type = "Receiver"
+	}
 	writeXML(w, e.status, out)
 }
 
@@ -316,55 +231,70 @@ func writeXML(w http.ResponseWriter, status int, v any) {
 
 // ---- EKS Pod Identity agent (container credentials endpoint) ----
 
-func podIdentityError(status int, code, msg string) *apiError {
-	return &apiError{status: status, code: code, msg: msg}
-}
-
 // podIdentityCredentials answers what the EKS Pod Identity agent answers at
 // /v1/credentials: the Authorization header carries the pod's projected
 // service-account token (audience pods.eks.amazonaws.com).
-func (s *Store) podIdentityCredentials(ctx context.Context, c *call, authz string) (any, *apiError) {
+func (s *Store) podIdentityCredentials(c *call, authz string) (any, *apiError) {
 	token := strings.TrimSpace(strings.TrimPrefix(authz, "Bearer "))
 	if token == "" {
-		return nil, podIdentityError(401, "InvalidTokenException", "Service account token cannot be empty")
+		return nil, &apiError{http.StatusUnauthorized, "InvalidTokenException", "Service account token cannot be empty"}
 	}
-	claims, e := s.verifyJWT(ctx, token, AudiencePodIdentity)
+	sub, e := s.verifyJWT(token, AudiencePodIdentity)
 	if e != nil {
-		code := "InvalidTokenException"
-		if e.code == "ExpiredTokenException" {
-			code = e.code
+		if e.code != "ExpiredTokenException" {
+			e.code = "InvalidTokenException"
 		}
-		return nil, podIdentityError(401, code, e.msg)
+		e.status = http.StatusUnauthorized
+		return nil, e
 	}
-	rest, ok := strings.CutPrefix(claims.Subject, "system:serviceaccount:")
+	rest, ok := strings.CutPrefix(sub, "system:serviceaccount:")
 	ns, sa, ok2 := strings.Cut(rest, ":")
 	if !ok || !ok2 || ns == "" || sa == "" {
-		return nil, podIdentityError(401, "InvalidTokenException", "token subject is not a Kubernetes service account")
+		return nil, &apiError{http.StatusUnauthorized, "InvalidTokenException", "token subject is not a Kubernetes service account"}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	roleARN, ok := s.podIdentity[ns+"/"+sa]
-	if !ok {
-		return nil, podIdentityError(403, "AccessDeniedException", fmt.Sprintf("no EKS Pod Identity association for service account %s/%s", ns, sa))
+	if _, known := s.roles[roleARN]; !ok || !known {
+		return nil, &apiError{http.StatusForbidden, "AccessDeniedException", fmt.Sprintf("no EKS Pod Identity association to an existing role for service account %s/%s", ns, sa)}
 	}
 	c.role = roleARN
-	if _, ok := s.roles[roleARN]; !ok {
-		return nil, podIdentityError(403, "AccessDeniedException", "the associated role "+roleARN+" does not exist")
-	}
 	session := "eks-awsfake-" + ns + "-" + sa
-	if len(session) > 64 {
-		session = session[:64]
-	}
-	cr := s.issueLocked(roleARN, session, PodIdentityCredentialTTL)
-	acct, _, ok := parseRoleARN(roleARN)
-	if !ok {
-		acct = s.accountID
-	}
+	cr := s.issueLocked(roleARN, session[:min(len(session), 64)], PodIdentityCredentialTTL)
 	return struct {
 		AccessKeyID     string `json:"AccessKeyId"`
 		SecretAccessKey string `json:"SecretAccessKey"`
 		Token           string `json:"Token"`
-		AccountID       string `json:"AccountId"`
 		Expiration      string `json:"Expiration"`
-	}{cr.AccessKeyID, cr.SecretAccessKey, cr.SessionToken, acct, cr.Expires.UTC().Format(time.RFC3339)}, nil
+	}{cr.AccessKeyID, cr.SecretAccessKey, cr.SessionToken, cr.Expires.UTC().Format(time.RFC3339)}, nil
+}
+
+const (
+	alnum    = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	upperB32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+)
+
+// randomString draws n characters uniformly from alphabet (len ≤ 256) using
+// crypto/rand, because minted secret keys and session tokens must not be
+// guessable even in a fake: e2e environments expose the endpoint on a network.
+func randomString(alphabet string, n int) string {
+	out := make([]byte, 0, n)
+	buf := make([]byte, 1)
+	limit := 256 - 256%len(alphabet)
+	for len(out) < n {
+		_, _ = rand.Read(buf) // never fails (crypto/rand)
+		if int(buf[0]) < limit {
+			out = append(out, alphabet[int(buf[0])%len(alphabet)])
+		}
+	}
+	return string(out)
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

@@ -1,281 +1,176 @@
 package store
 
 import (
-	"bytes"
-	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 )
 
+// Service-account tokens are RS256 JWTs, kube-apiserver's default and the
+// e2e cluster's key; the fake trusts and issues nothing else.
+
+// Issuer is a stand-in for kube-apiserver's service-account token issuer, so
+// in-process tests can mint real signed tokens and hand its JWKS to
+// TrustJWKS.
+type Issuer struct {
+	url string
+	kid string
+	key *rsa.PrivateKey
+}
+
+// NewIssuer returns an issuer with a fresh RSA-2048 key, named issuerURL in
+// the tokens' "iss" claim.
+func NewIssuer(issuerURL string) (*Issuer, error) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(der)
+	// kube-apiserver derives the kid from the public key the same way.
+	return &Issuer{url: issuerURL, kid: base64.RawURLEncoding.EncodeToString(sum[:]), key: k}, nil
+}
+
+// JWKS returns the public key as a JSON Web Key Set, the document
+// kube-apiserver serves at /openid/v1/jwks.
+func (i *Issuer) JWKS() []byte {
+	b, _ := json.Marshal(map[string]any{"keys": []jwk{{
+		Kty: "RSA", Kid: i.kid, Use: "sig", Alg: "RS256",
+		N: base64.RawURLEncoding.EncodeToString(i.key.N.Bytes()),
+		E: base64.RawURLEncoding.EncodeToString(big.NewInt(int64(i.key.E)).Bytes()),
+	}}})
+	return b
+}
+
+// Token returns a signed token like a projected service-account token: iss,
+// sub, aud (a one-element array, as kube-apiserver emits it) and exp
+// (now+ttl; a negative ttl gives an already-expired token).
+func (i *Issuer) Token(subject, audience string, ttl time.Duration) string {
+	hdr, _ := json.Marshal(map[string]string{"alg": "RS256", "kid": i.kid, "typ": "JWT"})
+	body, _ := json.Marshal(claims{Issuer: i.url, Subject: subject, Audience: []string{audience}, Expiry: time.Now().Add(ttl).Unix()})
+	input := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(body)
+	digest := sha256.Sum256([]byte(input))
+	sig, err := rsa.SignPKCS1v15(nil, i.key, crypto.SHA256, digest[:])
+	if err != nil {
+		panic("awsfake: signing failed: " + err.Error())
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
 type jwk struct {
 	Kty string `json:"kty"`
 	Kid string `json:"kid"`
-	Use string `json:"use"`
-	Alg string `json:"alg"`
+	Use string `json:"use,omitempty"`
+	Alg string `json:"alg,omitempty"`
 	N   string `json:"n"`
 	E   string `json:"e"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
 }
 
-func b64url(s string) ([]byte, error) {
-	return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+type claims struct {
+	Issuer   string   `json:"iss"`
+	Subject  string   `json:"sub"`
+	Audience []string `json:"aud"`
+	Expiry   int64    `json:"exp"`
 }
 
-// parseJWKS extracts the RSA and P-256 signing keys of a JSON Web Key Set.
-// Keys of other types are skipped (a cluster may publish keys we cannot
-// use); a set with no usable key is an error because trusting it would
-// silently reject every token.
-func parseJWKS(data []byte) (byKid map[string]crypto.PublicKey, anon []crypto.PublicKey, err error) {
+// parseJWKS extracts the RSA signing keys of a JSON Web Key Set by kid.
+// Other keys are skipped (a cluster may publish keys the fake cannot use); a
+// set with no usable key is an error because trusting it would silently
+// reject every token.
+func parseJWKS(data []byte) (map[string]*rsa.PublicKey, error) {
 	var set struct {
 		Keys []jwk `json:"keys"`
 	}
 	if err := json.Unmarshal(data, &set); err != nil {
-		return nil, nil, fmt.Errorf("parse JWKS: %w", err)
+		return nil, fmt.Errorf("parse JWKS: %w", err)
 	}
-	byKid = map[string]crypto.PublicKey{}
-	for i, k := range set.Keys {
-		if k.Use != "" && k.Use != "sig" {
+	keys := map[string]*rsa.PublicKey{}
+	for _, k := range set.Keys {
+		if k.Kty != "RSA" || k.Kid == "" || k.Use != "" && k.Use != "sig" {
 			continue
 		}
-		var pub crypto.PublicKey
-		switch k.Kty {
-		case "RSA":
-			n, err1 := b64url(k.N)
-			e, err2 := b64url(k.E)
-			if err := errors.Join(err1, err2); err != nil || len(n) == 0 || len(e) == 0 || len(e) > 4 {
-				return nil, nil, fmt.Errorf("JWKS key %d (%q): bad RSA modulus or exponent", i, k.Kid)
-			}
-			pub = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
-		case "EC":
-			if k.Crv != "P-256" {
-				continue
-			}
-			x, err1 := b64url(k.X)
-			y, err2 := b64url(k.Y)
-			if err := errors.Join(err1, err2); err != nil || len(x) != 32 || len(y) != 32 {
-				return nil, nil, fmt.Errorf("JWKS key %d (%q): bad EC point", i, k.Kid)
-			}
-			raw := append(append([]byte{4}, x...), y...)
-			ek, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
-			if err != nil {
-				return nil, nil, fmt.Errorf("JWKS key %d (%q): %w", i, k.Kid, err)
-			}
-			pub = ek
-		default:
-			continue
+		n, err1 := base64.RawURLEncoding.DecodeString(k.N)
+		e, err2 := base64.RawURLEncoding.DecodeString(k.E)
+		if err := errors.Join(err1, err2); err != nil || len(n) == 0 || len(e) == 0 || len(e) > 4 {
+			return nil, fmt.Errorf("JWKS key %q: bad RSA modulus or exponent", k.Kid)
 		}
-		if k.Kid == "" {
-			anon = append(anon, pub)
-		} else {
-			byKid[k.Kid] = pub
-		}
+		keys[k.Kid] = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
 	}
-	if len(byKid)+len(anon) == 0 {
-		return nil, nil, errors.New("JWKS contains no usable RS256/ES256 signing key")
+	if len(keys) == 0 {
+		return nil, errors.New("JWKS contains no RSA signing key with a kid")
 	}
-	return byKid, anon, nil
+	return keys, nil
 }
 
 // TrustJWKS adds the keys of a JSON Web Key Set (as served by kube-apiserver
-// at /openid/v1/jwks) to the keys that STS and the pod identity endpoint
-// accept token signatures from. Keys are matched by "kid"; keys without a kid
-// are tried for every token.
+// at /openid/v1/jwks) to the keys whose token signatures STS and the pod
+// identity endpoint accept, matched by "kid".
 func (s *Store) TrustJWKS(jwks []byte) error {
-	byKid, anon, err := parseJWKS(jwks)
+	keys, err := parseJWKS(jwks)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, v := range byKid {
-		s.keys[k] = v
+	for kid, k := range keys {
+		s.keys[kid] = k
 	}
-	s.anonKeys = append(s.anonKeys, anon...)
 	return nil
 }
 
-// SetJWKSSource installs a fetcher that is called (at most once a second)
-// when a token names a key ID the store does not know, so a cluster's key
-// rotation is picked up without restarting the fake. The result is passed
-// to TrustJWKS.
-func (s *Store) SetJWKSSource(fetch func(ctx context.Context) ([]byte, error)) {
-	s.jwksMu.Lock()
-	defer s.jwksMu.Unlock()
-	s.jwksSource = fetch
-	s.lastJWKSFetch = time.Time{}
-}
-
-func (s *Store) candidateKeys(kid string) (keys []crypto.PublicKey, known bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if kid == "" {
-		for _, k := range s.keys {
-			keys = append(keys, k)
-		}
-		return append(keys, s.anonKeys...), true
-	}
-	k, ok := s.keys[kid]
-	if ok {
-		keys = append(keys, k)
-	}
-	return append(keys, s.anonKeys...), ok
-}
-
-func (s *Store) refreshJWKS(ctx context.Context) {
-	s.jwksMu.Lock()
-	defer s.jwksMu.Unlock()
-	if s.jwksSource == nil || time.Since(s.lastJWKSFetch) < time.Second {
-		return
-	}
-	s.lastJWKSFetch = time.Now()
-	data, err := s.jwksSource(ctx)
-	if err == nil {
-		err = s.TrustJWKS(data)
-	}
-	if err != nil {
-		s.log.Warn("JWKS refresh failed", "error", err)
-	}
-}
-
-type tokenClaims struct {
-	Issuer   string
-	Subject  string
-	Audience []string
-	Expiry   time.Time
-}
-
-func numericDate(raw json.RawMessage) (time.Time, bool) {
-	var f json.Number
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	if err := d.Decode(&f); err != nil {
-		return time.Time{}, false
-	}
-	v, err := f.Float64()
-	if err != nil {
-		return time.Time{}, false
-	}
-	sec := int64(v)
-	return time.Unix(sec, int64((v-float64(sec))*1e9)), true
-}
-
 func badToken(msg string) *apiError {
-	return &apiError{status: 400, code: "InvalidIdentityToken", msg: msg}
+	return badRequest("InvalidIdentityToken", msg)
 }
 
-// verifyJWT checks signature (RS256/ES256 against trusted keys), exp, nbf and
-// audience, the checks STS performs on a web identity token. Errors carry STS
-// codes (InvalidIdentityToken, ExpiredTokenException).
-func (s *Store) verifyJWT(ctx context.Context, raw, audience string) (*tokenClaims, *apiError) {
+// verifyJWT checks what STS checks of a web identity token that the driver
+// could get wrong: a trusted signature, the audience and expiry. It returns
+// the subject. Errors carry STS codes (InvalidIdentityToken,
+// ExpiredTokenException).
+func (s *Store) verifyJWT(raw, audience string) (subject string, e *apiError) {
 	parts := strings.Split(strings.TrimSpace(raw), ".")
 	if len(parts) != 3 {
-		return nil, badToken("The ID token provided is not a valid JWT.")
-	}
-	hb, err := b64url(parts[0])
-	if err != nil {
-		return nil, badToken("The ID token provided has a malformed header.")
+		return "", badToken("The ID token provided is not a valid JWT.")
 	}
 	var hdr struct {
 		Alg string `json:"alg"`
 		Kid string `json:"kid"`
 	}
-	if err := json.Unmarshal(hb, &hdr); err != nil {
-		return nil, badToken("The ID token provided has a malformed header.")
+	var cl claims
+	hb, err1 := base64.RawURLEncoding.DecodeString(parts[0])
+	cb, err2 := base64.RawURLEncoding.DecodeString(parts[1])
+	sig, err3 := base64.RawURLEncoding.DecodeString(parts[2])
+	if errors.Join(err1, err2, err3, json.Unmarshal(hb, &hdr), json.Unmarshal(cb, &cl)) != nil {
+		return "", badToken("The ID token provided is malformed.")
 	}
-	sig, err := b64url(parts[2])
-	if err != nil {
-		return nil, badToken("The ID token provided has a malformed signature.")
-	}
+	s.mu.RLock()
+	key := s.keys[hdr.Kid]
+	s.mu.RUnlock()
 	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if hdr.Alg != "RS256" && hdr.Alg != "ES256" {
-		return nil, badToken("Unsupported token signing algorithm " + hdr.Alg + ".")
+	if hdr.Alg != "RS256" || key == nil || rsa.VerifyPKCS1v15(key, crypto.SHA256, digest[:], sig) != nil {
+		return "", badToken("Couldn't verify the signature of the web identity token against the trusted keys.")
 	}
-	keys, known := s.candidateKeys(hdr.Kid)
-	verified := verifyWith(keys, hdr.Alg, digest[:], sig)
-	if !verified && !known {
-		s.refreshJWKS(ctx)
-		keys, _ = s.candidateKeys(hdr.Kid)
-		verified = verifyWith(keys, hdr.Alg, digest[:], sig)
+	if now := s.now(); now.Unix() >= cl.Expiry {
+		return "", badRequest("ExpiredTokenException", fmt.Sprintf("Token expired: current date/time %s must be before the expiration date/time %s",
+			now.UTC().Format(time.RFC3339), time.Unix(cl.Expiry, 0).UTC().Format(time.RFC3339)))
 	}
-	if !verified {
-		return nil, badToken("Couldn't verify the signature of the web identity token against the trusted keys.")
+	switch {
+	case !slices.Contains(cl.Audience, audience):
+		return "", badToken("Incorrect token audience")
+	case cl.Subject == "":
+		return "", badToken("The ID token provided has no sub claim.")
 	}
-	cb, err := b64url(parts[1])
-	if err != nil {
-		return nil, badToken("The ID token provided has malformed claims.")
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(cb, &m); err != nil {
-		return nil, badToken("The ID token provided has malformed claims.")
-	}
-	var cl tokenClaims
-	_ = json.Unmarshal(m["iss"], &cl.Issuer)
-	_ = json.Unmarshal(m["sub"], &cl.Subject)
-	if a, ok := m["aud"]; ok {
-		var one string
-		if json.Unmarshal(a, &one) == nil {
-			cl.Audience = []string{one}
-		} else if json.Unmarshal(a, &cl.Audience) != nil {
-			return nil, badToken("The ID token provided has a malformed aud claim.")
-		}
-	}
-	now := s.now()
-	exp, ok := numericDate(m["exp"])
-	if !ok {
-		return nil, badToken("The ID token provided has no valid exp claim.")
-	}
-	cl.Expiry = exp
-	if !now.Before(exp) {
-		return nil, &apiError{status: 400, code: "ExpiredTokenException",
-			msg: fmt.Sprintf("Token expired: current date/time %s must be before the expiration date/time %s", now.UTC().Format(time.RFC3339), exp.UTC().Format(time.RFC3339))}
-	}
-	if raw, ok := m["nbf"]; ok {
-		nbf, ok := numericDate(raw)
-		if !ok || now.Before(nbf) {
-			return nil, badToken("The ID token provided is not yet valid (nbf).")
-		}
-	}
-	audOK := false
-	for _, a := range cl.Audience {
-		audOK = audOK || a == audience
-	}
-	if !audOK {
-		return nil, badToken("Incorrect token audience")
-	}
-	if cl.Subject == "" {
-		return nil, badToken("The ID token provided has no sub claim.")
-	}
-	return &cl, nil
-}
-
-func verifyWith(keys []crypto.PublicKey, alg string, digest, sig []byte) bool {
-	for _, k := range keys {
-		switch pub := k.(type) {
-		case *rsa.PublicKey:
-			if alg == "RS256" && rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest, sig) == nil {
-				return true
-			}
-		case *ecdsa.PublicKey:
-			if alg == "ES256" && len(sig) == 64 {
-				r := new(big.Int).SetBytes(sig[:32])
-				s := new(big.Int).SetBytes(sig[32:])
-				if ecdsa.Verify(pub, digest, r, s) {
-					return true
-				}
-			}
-		}
-	}
-	return false
+	return cl.Subject, nil
 }

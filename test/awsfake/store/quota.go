@@ -9,13 +9,14 @@ import (
 )
 
 // Account-level request quotas. AWS throttles each API (or group of APIs
-// sharing one quota) per account and region with a token bucket; the fake
-// models the quotas the driver's reads run into, so a benchmark or test can
-// see which strategy a fleet-wide burst of mounts throttles. Quotas are off
-// unless SetQuotas is called with a positive scale, so every other test
-// sees the fake as before.
+// sharing one quota) per account and region with a token bucket; the fake,
+// which is one account, models the quotas the driver's reads run into, so a
+// benchmark or test can see which strategy a fleet-wide burst of mounts
+// throttles. Quotas are off unless SetQuotas is called with a positive
+// scale.
 
-// Names of the modelled quotas (the keys of Quotas and QuotaConfig.Quotas).
+// Names of the modelled quotas (the keys of DefaultQuotas and
+// QuotaConfig.Quotas).
 const (
 	// QuotaGetSecretValue is secretsmanager:GetSecretValue.
 	QuotaGetSecretValue = "secretsmanager.GetSecretValue"
@@ -61,14 +62,12 @@ var DefaultQuotas = map[string]Quota{
 }
 
 // quotaOf maps the counter name of an AWS call to the quota it draws on;
-// calls not listed (writes, pod identity) are never throttled.
+// pod identity calls are never throttled.
 var quotaOf = map[string]string{
 	"secretsmanager.GetSecretValue":      QuotaGetSecretValue,
 	"secretsmanager.BatchGetSecretValue": QuotaBatchGetSecretValue,
 	"secretsmanager.DescribeSecret":      QuotaDescribeSecret,
-	"ssm.GetParameter":                   QuotaSSMGetParameters,
 	"ssm.GetParameters":                  QuotaSSMGetParameters,
-	"ssm.GetParametersByPath":            QuotaSSMGetParameters,
 	"sts.AssumeRoleWithWebIdentity":      QuotaSTSAssumeRoleWithWebIdentity,
 }
 
@@ -86,7 +85,7 @@ type QuotaConfig struct {
 }
 
 // quotaState is the enforcement state: the effective (scaled) quotas and a
-// bucket per account, region and quota.
+// bucket per region and quota.
 type quotaState struct {
 	mu      sync.Mutex
 	on      bool
@@ -94,7 +93,7 @@ type quotaState struct {
 	buckets map[bucketKey]*bucket
 }
 
-type bucketKey struct{ account, region, quota string }
+type bucketKey struct{ region, quota string }
 
 type bucket struct {
 	tokens float64
@@ -144,17 +143,10 @@ func effectiveQuotas(c QuotaConfig) map[string]Quota {
 	return eff
 }
 
-// Quotas returns the effective (scaled) quotas, nil while quotas are off.
-func (s *Store) Quotas() map[string]Quota {
-	s.quota.mu.Lock()
-	defer s.quota.mu.Unlock()
-	return maps.Clone(s.quota.quotas)
-}
-
-// admit takes a token for call op of account in region; false means the
+// admit takes a token for call op in region; false means the
 // call is over its quota. Calls without a quota, and every call while
 // quotas are off, are admitted.
-func (s *Store) admit(op, account, region string) bool {
+func (s *Store) admit(op, region string) bool {
 	name, ok := quotaOf[op]
 	if !ok {
 		return true
@@ -165,7 +157,7 @@ func (s *Store) admit(op, account, region string) bool {
 		return true
 	}
 	q := s.quota.quotas[name]
-	k := bucketKey{account, region, name}
+	k := bucketKey{region, name}
 	b := s.quota.buckets[k]
 	now := s.now()
 	if b == nil {
@@ -175,16 +167,9 @@ func (s *Store) admit(op, account, region string) bool {
 	return b.take(q, now)
 }
 
-// Throttles returns how many calls of op (named as for Calls) were answered
-// with a throttling error because they were over their quota, since the
-// last ResetCalls. Injected faults (SetFault) are not counted here.
-func (s *Store) Throttles(op string) int {
-	s.callMu.Lock()
-	defer s.callMu.Unlock()
-	return s.throttles[op]
-}
-
-// ThrottleCounts returns a snapshot of every non-zero throttle counter.
+// ThrottleCounts returns how many calls of each op (named as for Calls) were
+// answered with a throttling error because they were over their quota,
+// since the last ResetCalls. Injected faults (SetFault) are not counted here.
 func (s *Store) ThrottleCounts() map[string]int {
 	s.callMu.Lock()
 	defer s.callMu.Unlock()
@@ -206,29 +191,5 @@ func throttleError(op string) *apiError {
 	if quotaOf[op] == QuotaSTSAssumeRoleWithWebIdentity {
 		code = "Throttling"
 	}
-	return &apiError{status: http.StatusBadRequest, code: code, msg: "Rate exceeded"}
-}
-
-// callerAccount is the account whose quota a signed call draws on: that of
-// the role the access key was issued for, else the store's own.
-func (s *Store) callerAccount(accessKey string) string {
-	s.mu.RLock()
-	cred, ok := s.creds[accessKey]
-	role := ""
-	if ok {
-		role = cred.roleARN
-	}
-	s.mu.RUnlock()
-	if acct, _, ok := parseRoleARN(role); ok {
-		return acct
-	}
-	return s.accountID
-}
-
-// roleAccount is the account of roleARN, else the store's own.
-func (s *Store) roleAccount(roleARN string) string {
-	if acct, _, ok := parseRoleARN(roleARN); ok {
-		return acct
-	}
-	return s.accountID
+	return &apiError{http.StatusBadRequest, code, "Rate exceeded"}
 }

@@ -13,10 +13,10 @@ func (c *manualClock) now() time.Time          { return c.t }
 func (c *manualClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 // takeN takes n tokens for op and returns how many were admitted.
-func takeN(s *Store, op, account, region string, n int) int {
+func takeN(s *Store, op, region string, n int) int {
 	ok := 0
 	for range n {
-		if s.admit(op, account, region) {
+		if s.admit(op, region) {
 			ok++
 		}
 	}
@@ -25,15 +25,12 @@ func takeN(s *Store, op, account, region string, n int) int {
 
 func TestQuotasOffByDefault(t *testing.T) {
 	s := New(Options{})
-	if s.Quotas() != nil {
-		t.Fatalf("Quotas() = %v on a new store, want nil (off)", s.Quotas())
-	}
-	if got := takeN(s, "secretsmanager.BatchGetSecretValue", DefaultAccountID, "us-east-1", 10000); got != 10000 {
+	if got := takeN(s, "secretsmanager.BatchGetSecretValue", "us-east-1", 10000); got != 10000 {
 		t.Fatalf("%d of 10000 admitted with quotas off", got)
 	}
 	s.SetQuotas(QuotaConfig{Scale: 0.01})
 	s.SetQuotas(QuotaConfig{}) // off again
-	if got := takeN(s, "secretsmanager.BatchGetSecretValue", DefaultAccountID, "us-east-1", 50); got != 50 {
+	if got := takeN(s, "secretsmanager.BatchGetSecretValue", "us-east-1", 50); got != 50 {
 		t.Fatalf("%d of 50 admitted after turning quotas off", got)
 	}
 }
@@ -69,35 +66,35 @@ func TestBucketRefill(t *testing.T) {
 	s := New(Options{Now: clk.now})
 	s.SetQuotas(QuotaConfig{Scale: 0.01}) // GetSecretValue 100/s burst 100; Batch 1/s burst 1
 	const get, batch = "secretsmanager.GetSecretValue", "secretsmanager.BatchGetSecretValue"
-	acct, reg := DefaultAccountID, "us-east-1"
+	const reg = "us-east-1"
 
 	// Full at the start: the burst, then nothing without time passing.
-	if got := takeN(s, get, acct, reg, 150); got != 100 {
+	if got := takeN(s, get, reg, 150); got != 100 {
 		t.Fatalf("burst: %d of 150 admitted, want 100", got)
 	}
 	// 10 ms refill 1 token at 100/s; 250 ms refill 25.
 	clk.advance(10 * time.Millisecond)
-	if got := takeN(s, get, acct, reg, 5); got != 1 {
+	if got := takeN(s, get, reg, 5); got != 1 {
 		t.Fatalf("after 10 ms: %d admitted, want 1", got)
 	}
 	clk.advance(250 * time.Millisecond)
-	if got := takeN(s, get, acct, reg, 50); got != 25 {
+	if got := takeN(s, get, reg, 50); got != 25 {
 		t.Fatalf("after 250 ms: %d admitted, want 25", got)
 	}
 	// Refill stops at the burst, however long the bucket was idle.
 	clk.advance(time.Hour)
-	if got := takeN(s, get, acct, reg, 500); got != 100 {
+	if got := takeN(s, get, reg, 500); got != 100 {
 		t.Fatalf("after an idle hour: %d admitted, want the burst of 100", got)
 	}
 	// Fractions accumulate up to the burst: Batch at 1/s, burst 1, polled
 	// every 400 ms.
-	if got := takeN(s, batch, acct, reg, 3); got != 1 {
+	if got := takeN(s, batch, reg, 3); got != 1 {
 		t.Fatalf("batch burst: %d admitted, want 1", got)
 	}
 	var pattern []bool
 	for range 6 {
 		clk.advance(400 * time.Millisecond)
-		pattern = append(pattern, s.admit(batch, acct, reg))
+		pattern = append(pattern, s.admit(batch, reg))
 	}
 	// Tokens at each step: 0.4, 0.8, 1 (1.2 capped at the burst) → 0, 0.4,
 	// 0.8, 1 → 0.
@@ -109,44 +106,36 @@ func TestBucketRefill(t *testing.T) {
 	}
 	// A clock going backwards refills nothing and does not break the bucket.
 	clk.advance(-time.Minute)
-	if s.admit(batch, acct, reg) {
+	if s.admit(batch, reg) {
 		t.Fatal("admitted after the clock went back")
 	}
 	clk.advance(time.Minute + time.Second)
-	if !s.admit(batch, acct, reg) {
+	if !s.admit(batch, reg) {
 		t.Fatal("not admitted one second after the clock came back")
 	}
 }
 
-func TestBucketsPerAccountRegionAndQuota(t *testing.T) {
+func TestBucketsPerRegionAndQuota(t *testing.T) {
 	clk := &manualClock{t: time.Unix(1_700_000_000, 0)}
 	s := New(Options{Now: clk.now})
-	s.SetQuotas(QuotaConfig{Scale: 0.025}) // SSM 1/s burst 1; STS 15/s burst 15
-	if got := takeN(s, "ssm.GetParameters", "111122223333", "us-east-1", 5); got != 1 {
+	s.SetQuotas(QuotaConfig{Scale: 0.025}) // SSM 1/s burst 1
+	if got := takeN(s, "ssm.GetParameters", "us-east-1", 5); got != 1 {
 		t.Fatalf("GetParameters: %d admitted, want 1", got)
 	}
-	// GetParameter and GetParametersByPath share GetParameters' bucket.
-	if s.admit("ssm.GetParameter", "111122223333", "us-east-1") || s.admit("ssm.GetParametersByPath", "111122223333", "us-east-1") {
-		t.Fatal("GetParameter or GetParametersByPath admitted from the shared, empty SSM bucket")
-	}
-	// Another region and another account have buckets of their own.
-	if !s.admit("ssm.GetParameter", "111122223333", "eu-west-1") {
+	if !s.admit("ssm.GetParameters", "eu-west-1") {
 		t.Fatal("another region shares the bucket")
 	}
-	if !s.admit("ssm.GetParameter", "444455556666", "us-east-1") {
-		t.Fatal("another account shares the bucket")
-	}
 	// Secrets Manager's quotas are independent of SSM's and of each other.
-	if !s.admit("secretsmanager.GetSecretValue", "111122223333", "us-east-1") || !s.admit("secretsmanager.DescribeSecret", "111122223333", "us-east-1") {
+	if !s.admit("secretsmanager.GetSecretValue", "us-east-1") || !s.admit("secretsmanager.DescribeSecret", "us-east-1") {
 		t.Fatal("a Secrets Manager call was refused by SSM's bucket")
 	}
 	// Calls without a modelled quota are never refused.
-	if got := takeN(s, "secretsmanager.PutSecretValue", "111122223333", "us-east-1", 1000); got != 1000 {
-		t.Fatalf("PutSecretValue: %d of 1000 admitted", got)
+	if got := takeN(s, "eks-auth.PodIdentity", "", 1000); got != 1000 {
+		t.Fatalf("PodIdentity: %d of 1000 admitted", got)
 	}
 	// SetQuotas refills every bucket.
 	s.SetQuotas(QuotaConfig{Scale: 0.025})
-	if !s.admit("ssm.GetParameters", "111122223333", "us-east-1") {
+	if !s.admit("ssm.GetParameters", "us-east-1") {
 		t.Fatal("not refilled by SetQuotas")
 	}
 }

@@ -1,31 +1,33 @@
-// Package store is an AWS-compatible fake of the parts of Secrets Manager,
-// SSM Parameter Store, STS and the EKS Pod Identity agent that podsecrets
-// talks to.
+// Package store is an AWS-compatible fake of exactly the calls podsecrets
+// sends: Secrets Manager GetSecretValue, BatchGetSecretValue and
+// DescribeSecret, SSM GetParameters, STS AssumeRoleWithWebIdentity and the
+// EKS Pod Identity agent's credentials endpoint.
 //
 // It exists so tests can exercise the driver against the real aws-sdk-go-v2
 // wire protocols (awsJson1.1, awsQuery, the container credential endpoint,
 // SigV4 and service-account JWTs) without an AWS account and without an
 // emulator we do not control. One Store serves every service on one
-// http.Handler; the same Store is also driven directly from Go tests through
-// its methods.
+// http.Handler.
 //
-// The fake is deliberately strict where the driver's correctness depends on
-// AWS being strict (signatures, token audiences, role trust, per-resource
-// authorization, per-region data, stage/label semantics) and deliberately
-// simple elsewhere (no KMS, no resource policies, no replication). AWS's
-// account-level request quotas are modelled as token buckets per account,
-// region and API, off unless SetQuotas turns them on (quota.go).
+// Tests write the store's state one way: in process through its methods
+// (CreateSecret, PutParameter, AddRole, SetFault, ...), out of process by
+// posting a Seed document, which maps onto the same methods, to PathSeed.
+//
+// The fake is strict where the driver's correctness depends on AWS being
+// strict (signatures, token audiences and expiry, role trust, per-resource
+// authorization, per-region data, stage and label semantics) and absent
+// elsewhere. AWS's account-level request quotas are modelled as token
+// buckets per region and API, off unless SetQuotas turns them on (quota.go).
 package store
 
 import (
 	"context"
-	"crypto"
-	"errors"
+	"crypto/rsa"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net/http"
-	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,13 +42,8 @@ const DefaultAccountID = "111122223333"
 type Options struct {
 	// AccountID appears in every ARN the fake mints. Default DefaultAccountID.
 	AccountID string
-	// Latency is slept at the start of every Secrets Manager, SSM, STS and pod
-	// identity call (never control calls), honouring the request context, so
-	// tests can observe timeouts and concurrency behaviour. Change it later
-	// with SetLatency.
-	Latency time.Duration
-	// Now is the clock used for token validity, credential expiry and
-	// timestamps, so tests can expire things without sleeping. Default time.Now.
+	// Now is the clock used for token validity, credential expiry and quota
+	// buckets, so tests can expire things without sleeping. Default time.Now.
 	Now func() time.Time
 	// Logger receives one record per AWS call (operation, region, caller
 	// role, outcome). Secret values and tokens are never logged. Nil discards.
@@ -58,28 +55,17 @@ type Options struct {
 type Fault struct {
 	// Rate is the fraction (0..1) of calls that fail. 1 fails every call
 	// deterministically; 0 disables the fault.
-	Rate float64
-	// Code is the AWS error code returned. "ThrottlingException" (the default
-	// when empty) is answered with HTTP 400 as AWS does; codes starting with
-	// "Internal" (e.g. "InternalServiceError") with HTTP 500.
-	Code string
+	Rate float64 `json:"rate"`
+	// Code is the AWS error code returned. FaultThrottling (the default when
+	// empty) is answered with HTTP 400 as AWS does; codes starting with
+	// "Internal" with HTTP 500.
+	Code string `json:"code,omitempty"`
 }
 
 // Fault codes understood by SetFault.
 const (
 	FaultThrottling = "ThrottlingException"
 	FaultInternal   = "InternalServiceError"
-)
-
-// Sentinel errors returned (wrapped) by the data methods so tests can branch
-// with errors.Is without parsing messages.
-var (
-	// ErrNotFound reports a missing secret, secret version, parameter or
-	// parameter version.
-	ErrNotFound = errors.New("not found")
-	// ErrInvalid reports an argument AWS would reject (bad label, bad stage
-	// move, bad type, malformed ARN, ...).
-	ErrInvalid = errors.New("invalid argument")
 )
 
 // Store is the fake's state: secrets and parameters per region, IAM roles,
@@ -107,14 +93,9 @@ type Store struct {
 	params      map[string]map[string]*parameter // region -> name -> parameter
 	roles       map[string]Role                  // role ARN -> role
 	podIdentity map[string]string                // "ns/sa" -> role ARN
-	keys        map[string]crypto.PublicKey      // kid -> key
-	anonKeys    []crypto.PublicKey               // keys published without kid
+	keys        map[string]*rsa.PublicKey        // kid -> trusted token key
 	creds       map[string]*issuedCred           // access key ID -> credentials
 	issued      int
-
-	jwksMu        sync.Mutex
-	jwksSource    func(ctx context.Context) ([]byte, error)
-	lastJWKSFetch time.Time
 }
 
 // New returns an empty Store.
@@ -130,7 +111,7 @@ func New(opts Options) *Store {
 		params:      map[string]map[string]*parameter{},
 		roles:       map[string]Role{},
 		podIdentity: map[string]string{},
-		keys:        map[string]crypto.PublicKey{},
+		keys:        map[string]*rsa.PublicKey{},
 		creds:       map[string]*issuedCred{},
 	}
 	if s.accountID == "" {
@@ -142,18 +123,13 @@ func New(opts Options) *Store {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.latency.Store(int64(opts.Latency))
 	return s
 }
 
-// AccountID returns the account used in minted ARNs.
-func (s *Store) AccountID() string { return s.accountID }
-
-// SetLatency changes the per-call latency (see Options.Latency); 0 disables it.
+// SetLatency makes every AWS call (never a control call) wait d before it is
+// answered, honouring the request context, so tests can observe timeouts and
+// concurrency; 0 disables it.
 func (s *Store) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
-
-// Latency returns the current per-call latency.
-func (s *Store) Latency() time.Duration { return time.Duration(s.latency.Load()) }
 
 // SetFault injects failures into calls for region ("" = every region, and the
 // only setting that applies to STS and pod identity calls, which carry no
@@ -166,9 +142,7 @@ func (s *Store) SetFault(region string, f Fault) {
 		delete(s.faults, region)
 		return
 	}
-	if f.Rate > 1 {
-		f.Rate = 1
-	}
+	f.Rate = min(f.Rate, 1)
 	if f.Code == "" {
 		f.Code = FaultThrottling
 	}
@@ -178,7 +152,7 @@ func (s *Store) SetFault(region string, f Fault) {
 func (s *Store) faultFor(region string) (Fault, bool) {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	if f, ok := s.faults[region]; ok && region != "" {
+	if f, ok := s.faults[region]; ok {
 		return f, true
 	}
 	f, ok := s.faults[""]
@@ -211,26 +185,22 @@ func (s *Store) ResetCalls() {
 	clear(s.throttles)
 }
 
-func (s *Store) count(op string) {
+// begin is the common preamble of every counted AWS call: count it, take a
+// token from the quota for op in region (when quotas are on), wait the
+// configured latency (without holding any lock; a throttled call costs a
+// round trip too), then answer throttling or roll for a fault.
+func (s *Store) begin(ctx context.Context, op, region string) *apiError {
 	s.callMu.Lock()
 	s.calls[op]++
 	s.callMu.Unlock()
-}
-
-// begin is the common preamble of every counted AWS call: count it, take a
-// token from account's quota for op in region (when quotas are on), sleep the
-// configured latency (without holding any lock; a throttled call costs a
-// round trip too), then answer throttling or roll for a fault.
-func (s *Store) begin(ctx context.Context, op, account, region string) *apiError {
-	s.count(op)
-	admitted := s.admit(op, account, region)
-	if d := s.Latency(); d > 0 {
+	admitted := s.admit(op, region)
+	if d := time.Duration(s.latency.Load()); d > 0 {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return &apiError{status: http.StatusServiceUnavailable, code: "RequestCanceled", msg: "client went away during injected latency"}
+			return &apiError{http.StatusServiceUnavailable, "RequestCanceled", "client went away during injected latency"}
 		}
 	}
 	if !admitted {
@@ -244,42 +214,22 @@ func (s *Store) begin(ctx context.Context, op, account, region string) *apiError
 }
 
 func faultError(code string) *apiError {
-	if code == "" {
-		code = FaultThrottling
+	if strings.HasPrefix(code, "Internal") {
+		return &apiError{http.StatusInternalServerError, code, "An error occurred on the server side (injected fault)."}
 	}
-	e := &apiError{status: http.StatusBadRequest, code: code, msg: "Rate exceeded"}
-	if len(code) >= len("Internal") && code[:len("Internal")] == "Internal" {
-		e.status = http.StatusInternalServerError
-		e.msg = "An error occurred on the server side (injected fault)."
-	}
-	return e
+	return &apiError{http.StatusBadRequest, code, "Rate exceeded"}
 }
 
-// apiError is an AWS error as it goes on the wire, and also the error type
-// returned by the data methods (wrapping ErrNotFound/ErrInvalid).
+// apiError is an AWS error as it goes on the wire; the Go methods return it
+// too.
 type apiError struct {
 	status int
 	code   string
 	msg    string
-	kind   error
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.msg }
-func (e *apiError) Unwrap() error { return e.kind }
 
-func notFound(code, msg string) *apiError {
-	return &apiError{status: http.StatusBadRequest, code: code, msg: msg, kind: ErrNotFound}
-}
-
-func invalid(code, msg string) *apiError {
-	return &apiError{status: http.StatusBadRequest, code: code, msg: msg, kind: ErrInvalid}
-}
-
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+func badRequest(code, msg string) *apiError {
+	return &apiError{http.StatusBadRequest, code, msg}
 }
