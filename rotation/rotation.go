@@ -263,14 +263,22 @@ func (t *Tracker) Forget(target string) {
 // for an object the volume did not hold, "id@old→" for one it no longer
 // holds), in the order of the new record. Versions, never values.
 func Changes(old, new []provider.ObjectVersion) []string {
-	byPath := make(map[string]provider.ObjectVersion, len(old))
+	// An object is known by the file it fills; a plugin reports no file
+	// names, so its objects are known by their ids.
+	key := func(o provider.ObjectVersion) string {
+		if o.Path != "" {
+			return "path:" + o.Path
+		}
+		return "id:" + o.ID
+	}
+	held := make(map[string]provider.ObjectVersion, len(old))
 	for _, o := range old {
-		byPath[o.Path] = o
+		held[key(o)] = o
 	}
 	var out []string
 	for _, n := range new {
-		o, ok := byPath[n.Path]
-		delete(byPath, n.Path)
+		o, ok := held[key(n)]
+		delete(held, key(n))
 		switch {
 		case !ok:
 			out = append(out, n.ID+"@→"+n.Version)
@@ -283,7 +291,7 @@ func Changes(old, new []provider.ObjectVersion) []string {
 		}
 	}
 	for _, o := range old {
-		if _, gone := byPath[o.Path]; gone {
+		if _, gone := held[key(o)]; gone {
 			out = append(out, o.ID+"@"+o.Version+"→")
 		}
 	}

@@ -125,4 +125,10 @@ func TestChanges(t *testing.T) {
 	if Changes(old, old) != nil {
 		t.Fatal("no change listed changes")
 	}
+	// A plugin's versions name no file: its objects are told apart by id.
+	oldP := []provider.ObjectVersion{{ID: "api", Version: "a"}, {ID: "db", Version: "1"}, {ID: "gone", Version: "3"}}
+	newP := []provider.ObjectVersion{{ID: "db", Version: "2"}, {ID: "api", Version: "a"}}
+	if got := fmt.Sprint(Changes(oldP, newP)); got != "[db@1→2 gone@3→]" {
+		t.Fatalf("Changes of a plugin's versions = %s", got)
+	}
 }

@@ -315,7 +315,7 @@ func TestPluginRotation(t *testing.T) {
 	if got := e.read(target, "db/password"); got != "pw-2" {
 		t.Errorf("after the rotation db/password = %q, want pw-2", got)
 	}
-	if !strings.Contains(e.logs.String(), "volume rotated") {
-		t.Error("no audit line for the rotation")
+	if logs := e.logs.String(); !strings.Contains(logs, "volume rotated") || !strings.Contains(logs, `"db/password@1→2"`) || strings.Contains(logs, "api-key@a→") {
+		t.Errorf("the audit line of the rotation does not name db/password@1→2 alone:\n%s", logs)
 	}
 }
