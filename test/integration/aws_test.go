@@ -16,9 +16,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -85,9 +83,7 @@ func class(name, objects string) *unstructured.Unstructured {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("publishing mounts a real tmpfs, which needs root")
-	}
+	requireRoot(t)
 	e := &env{t: t, store: store.New(store.Options{}), logs: &logbuf.Buffer{}, root: t.TempDir()}
 	var err error
 	if e.issuer, err = store.NewIssuer("https://kubernetes.default.svc"); err != nil {
@@ -123,59 +119,22 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := driver.New(driver.Options{
+	e.node = serve(t, e.root, driver.Options{
 		NodeID: "n", Version: "test", Providers: provider.NewRegistry(p), Classes: kube.Classes{Client: dyn},
 		Volumes: volume.New(volume.Options{Mounter: mount.System{}, TmpfsSize: 1 << 20}), Logger: log,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(e.root, "csi.sock")
-	lis, err := driver.ListenUnix(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := driver.NewGRPCServer(d)
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	e.node = csi.NewNodeClient(conn)
 	return e
 }
 
 // publish sends what kubelet sends for pod default/<pod> with an inline
 // volume of class, including the pod's STS token in the CSI secrets.
 func (e *env) publish(pod, class string, fsGroup string) (string, error) {
-	parent := filepath.Join(e.root, "pods", pod, "volumes", "kubernetes.io~csi", "secrets")
-	if err := os.MkdirAll(parent, 0o750); err != nil {
-		e.t.Fatal(err)
-	}
-	target := filepath.Join(parent, "mount")
-	e.t.Cleanup(func() { unix.Unmount(target, unix.MNT_DETACH) })
+	req := kubeletRequest(e.t, e.root, pod, class, fsGroup)
 	token := e.issuer.Token("system:serviceaccount:default:app", "sts.amazonaws.com", time.Hour)
-	_, err := e.node.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{
-		VolumeId:   "csi-" + pod,
-		TargetPath: target,
-		VolumeCapability: &csi.VolumeCapability{
-			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{VolumeMountGroup: fsGroup}},
-			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY},
-		},
-		VolumeContext: map[string]string{
-			"secretProviderClass":                    class,
-			"csi.storage.k8s.io/ephemeral":           "true",
-			"csi.storage.k8s.io/pod.name":            pod,
-			"csi.storage.k8s.io/pod.namespace":       "default",
-			"csi.storage.k8s.io/pod.uid":             "uid-" + pod,
-			"csi.storage.k8s.io/serviceAccount.name": "app",
-		},
-		Secrets: map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": fmt.Sprintf(
-			`{"sts.amazonaws.com":{"token":%q,"expirationTimestamp":%q}}`, token, time.Now().Add(time.Hour).Format(time.RFC3339))},
-	})
-	return target, err
+	req.Secrets = map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": fmt.Sprintf(
+		`{"sts.amazonaws.com":{"token":%q,"expirationTimestamp":%q}}`, token, time.Now().Add(time.Hour).Format(time.RFC3339))}
+	_, err := e.node.NodePublishVolume(context.Background(), req)
+	return req.TargetPath, err
 }
 
 func TestPublishFromAWS(t *testing.T) {

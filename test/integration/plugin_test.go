@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -65,9 +64,7 @@ func pluginClass(name string, params map[string]any, spec map[string]any) *unstr
 
 func newPluginEnv(t *testing.T) *pluginEnv {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("publishing mounts a real tmpfs, which needs root")
-	}
+	requireRoot(t)
 	e := &pluginEnv{t: t, fake: &pluginfake.Server{}, logs: &logbuf.Buffer{}, root: t.TempDir(), clock: fakeclock.New(time.Now())}
 	e.fake.SeedWith(pluginfake.Seed{Objects: map[string]pluginfake.Object{
 		"db/password": {Version: "1", Contents: "pw-1", Mode: 0o440},
@@ -109,60 +106,23 @@ func newPluginEnv(t *testing.T) *pluginEnv {
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	finder := plugin.NewFinder(plugin.Options{Dirs: []string{pluginDir}, MaxFileBytes: 1 << 20})
 	t.Cleanup(func() { finder.Close() })
-	d, err := driver.New(driver.Options{
+	e.node = serve(t, e.root, driver.Options{
 		NodeID: "n", Version: "test", Providers: provider.NewRegistry().WithFinder(finder), Classes: kube.Classes{Client: dyn},
 		Volumes:  volume.New(volume.Options{Mounter: mount.System{}, TmpfsSize: 1 << 20, StagingDir: t.TempDir()}),
 		Rotation: &rotation.Tracker{Now: e.clock.Now},
 		Logger:   log,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(e.root, "csi.sock")
-	lis, err := driver.ListenUnix(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := driver.NewGRPCServer(d)
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	e.node = csi.NewNodeClient(conn)
 	return e
 }
 
 // publish sends what kubelet sends for pod default/<pod> with an inline
 // volume of class, with a token for the plugin's audience.
 func (e *pluginEnv) publish(ctx context.Context, pod, class string) (string, error) {
-	parent := filepath.Join(e.root, "pods", pod, "volumes", "kubernetes.io~csi", "secrets")
-	if err := os.MkdirAll(parent, 0o750); err != nil {
-		e.t.Fatal(err)
-	}
-	target := filepath.Join(parent, "mount")
-	e.t.Cleanup(func() { unix.Unmount(target, unix.MNT_DETACH) })
-	_, err := e.node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{
-		VolumeId:   "csi-" + pod,
-		TargetPath: target,
-		VolumeCapability: &csi.VolumeCapability{
-			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
-			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY},
-		},
-		VolumeContext: map[string]string{
-			"secretProviderClass":                      class,
-			"csi.storage.k8s.io/ephemeral":             "true",
-			"csi.storage.k8s.io/pod.name":              pod,
-			"csi.storage.k8s.io/pod.namespace":         "default",
-			"csi.storage.k8s.io/pod.uid":               "uid-" + pod,
-			"csi.storage.k8s.io/serviceAccount.name":   "app",
-			"csi.storage.k8s.io/serviceAccount.tokens": `{"vault":{"token":"` + pluginToken + `","expirationTimestamp":"2030-01-01T00:00:00Z"}}`,
-		},
-		Secrets: map[string]string{"username": "node-publish-user"},
-	})
-	return target, err
+	req := kubeletRequest(e.t, e.root, pod, class, "")
+	req.VolumeContext["csi.storage.k8s.io/serviceAccount.tokens"] = `{"vault":{"token":"` + pluginToken + `","expirationTimestamp":"2030-01-01T00:00:00Z"}}`
+	req.Secrets = map[string]string{"username": "node-publish-user"}
+	_, err := e.node.NodePublishVolume(ctx, req)
+	return req.TargetPath, err
 }
 
 func (e *pluginEnv) read(target, name string) string {
