@@ -175,10 +175,11 @@ func TestPluginOnTheNode(t *testing.T) {
 	waitEvent(t, ns, "crashy", "FailedMount", "provider plugin e2econf: Unavailable")
 	p.waitExit()
 	deletePodAndWait(t, ns, "crashy") // its retries would crash the plugin again
-	// ... and a pod scheduled while no plugin serves waits for one.
+	// ... and a pod scheduled while no plugin serves (its crash left the
+	// socket file, which refuses connections) waits for one.
 	createPluginClass(t, ns, "late", "e2econf", map[string]any{"objects": "api"}, false)
 	createPod(t, ns, podSpec("late", podOpts{class: "late"}))
-	waitEvent(t, ns, "late", "FailedMount", "no plugin serves e2econf.sock in "+pluginDir)
+	waitEvent(t, ns, "late", "FailedMount", "SecretProviderClass "+ns+"/late: unavailable: provider plugin e2econf: Unavailable")
 	p.start()
 	waitRunning(t, ns, "late")
 	if got := readReport(t, ns, "late").files["api"].content; got != "api-key" {
