@@ -88,10 +88,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		msg = "volume completed"
 	}
 	log.Info(msg, logkey.Provider, providerName, logkey.Objects, versionsAttr(resp.Versions), logkey.DurationMS, ms(took))
-	for _, w := range resp.Warnings {
-		log.Warn("class warning", logkey.Reason, w.Reason, logkey.Message, w.Message)
-		d.event(ctx, pr, true, w.Reason, w.Message)
-	}
+	d.warnings(ctx, pr, log, resp.Warnings)
 	d.event(ctx, pr, false, reasonMounted, mountedMessage(pr.classRef(), resp.Versions, took))
 	return &csi.NodePublishVolumeResponse{}, nil
 }
@@ -186,6 +183,15 @@ func (d *Driver) fetchWith(ctx context.Context, pr *publishRequest, class *kube.
 	f.files = append(files, mount.File{Path: mount.RecordFile, Mode: recordMode, Data: f.record.Encode()})
 	f.resp = r
 	return f, nil
+}
+
+// warnings logs a provider's warnings and puts each on the pod as a Warning
+// event.
+func (d *Driver) warnings(ctx context.Context, pr *publishRequest, log *slog.Logger, ws []provider.Warning) {
+	for _, w := range ws {
+		log.Warn("class warning", logkey.Reason, w.Reason, logkey.Message, w.Message)
+		d.event(ctx, pr, true, w.Reason, w.Message)
+	}
 }
 
 // reasonMounted is the Normal event of a volume's first complete publish.

@@ -67,7 +67,7 @@ func (d *Driver) republish(ctx context.Context, pr *publishRequest, log *slog.Lo
 		return noProvider
 	}
 	start := time.Now()
-	providerName, changes, err := d.check(ctx, pr, rec, sig)
+	providerName, changes, err := d.check(ctx, pr, rec, sig, log)
 	took := time.Since(start)
 	switch {
 	case err != nil:
@@ -92,7 +92,7 @@ func (d *Driver) republish(ctx context.Context, pr *publishRequest, log *slog.Lo
 // (reusing unchanged values from the volume) and swaps the new set in if
 // any file differs. changes lists the objects whose version changed, nil if
 // nothing was written.
-func (d *Driver) check(ctx context.Context, pr *publishRequest, rec rotation.Record, sig rotation.Signal) (providerName string, changes []string, err error) {
+func (d *Driver) check(ctx context.Context, pr *publishRequest, rec rotation.Record, sig rotation.Signal, log *slog.Logger) (providerName string, changes []string, err error) {
 	class, err := d.checkClass(ctx, pr, sig)
 	if err != nil {
 		return noProvider, nil, err
@@ -130,6 +130,9 @@ func (d *Driver) check(ctx context.Context, pr *publishRequest, rec rotation.Rec
 		return f.provider, nil, err
 	}
 	d.opts.Rotation.Checked(pr.target, f.record)
+	// A check's warnings (an optional object gone, a key unknown since
+	// the class changed) are the pod's story as much as a publish's.
+	d.warnings(ctx, pr, log, f.resp.Warnings)
 	if !written {
 		return f.provider, nil, nil
 	}

@@ -359,3 +359,21 @@ func TestRotationClassReadOncePerChange(t *testing.T) {
 		t.Fatalf("checks after a class change read it %d times, want 1", n)
 	}
 }
+
+// TestRotationCheckWarningsBecomeEvents: a check's warnings (an optional
+// object gone) reach the pod as Warning events, changed files or not.
+func TestRotationCheckWarningsBecomeEvents(t *testing.T) {
+	requireRealMounts(t)
+	h := newHarness(t, rotatingClass("db", "30s"))
+	h.provider.SetFiles(files("a", "1")...)
+	req, _ := h.published("p", "db")
+	h.provider.SetWarnings(provider.Warning{Reason: "OptionalObjectGone", Message: "SecretProviderClass default/db: objects[1]: gone from the store; the pod keeps version 3"})
+	h.clock.Advance(31 * time.Second)
+	if err := h.publish(req); err != nil {
+		t.Fatal(err)
+	}
+	evs := h.events.all()
+	if len(evs) != 1 || evs[0] != "Warning default/p OptionalObjectGone: SecretProviderClass default/db: objects[1]: gone from the store; the pod keeps version 3" {
+		t.Fatalf("events = %q", evs)
+	}
+}

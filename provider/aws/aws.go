@@ -315,9 +315,7 @@ func (p *Provider) fetch(ctx context.Context, req *provider.Request, cfg *config
 	resp, err := p.fetchRegion(ctx, id, cfg, region, false, req)
 	if err == nil {
 		p.log.Debug("aws: fetched", append(logArgs, logkey.Region, region, logkey.ObjectCount, len(cfg.Objects), logkey.DurationMS, ms(time.Since(start)))...)
-		p.logCheckWarnings(req, resp, logArgs)
-		resp.Warnings = append(cfg.warnings(req.Class), resp.Warnings...)
-		return resp, nil
+		return withClassWarnings(req, cfg, resp), nil
 	}
 	if cfg.FailoverRegion == "" || !errors.Is(err, provider.ErrUnavailable) || ctx.Err() != nil {
 		p.log.Debug("aws: fetch failed", append(logArgs, logkey.Region, region, logkey.Error, err.Error())...)
@@ -335,21 +333,18 @@ func (p *Provider) fetch(ctx context.Context, req *provider.Request, cfg *config
 		return nil, ferr
 	}
 	p.log.Debug("aws: fetched from the failover region", append(logArgs, logkey.Region, cfg.FailoverRegion, logkey.ObjectCount, len(cfg.Objects), logkey.DurationMS, ms(time.Since(start)))...)
-	p.logCheckWarnings(req, resp, logArgs)
-	resp.Warnings = append(cfg.warnings(req.Class), resp.Warnings...)
-	return resp, nil
+	return withClassWarnings(req, cfg, resp), nil
 }
 
-// logCheckWarnings logs the warnings of a rotation check's response (the
-// optional objects it left out or kept): the driver puts a publish's
-// warnings on the pod and logs them, but a check's only reach this log.
-func (p *Provider) logCheckWarnings(req *provider.Request, resp *provider.Response, logArgs []any) {
+// withClassWarnings adds the class's own warnings (unknown keys) to a
+// publish's: the pod gets them once, at its publish, and its rotation
+// checks, whose warnings the driver also puts on the pod, repeat only their
+// own (an optional object gone), not one event per interval for a typo.
+func withClassWarnings(req *provider.Request, cfg *config, resp *provider.Response) *provider.Response {
 	if req.Held == nil {
-		return
+		resp.Warnings = append(cfg.warnings(req.Class), resp.Warnings...)
 	}
-	for _, w := range resp.Warnings {
-		p.log.Info("aws: rotation check warning", append(logArgs, logkey.Reason, w.Reason, logkey.Message, w.Message)...)
-	}
+	return resp
 }
 
 // fetchRegion fetches the whole volume from one region: with req.Held, a
