@@ -36,7 +36,7 @@ start_awsfake() {
   fi
   log "starting the fake AWS store on $ip:$AWS_PORT (STS verifies tokens against the cluster's JWKS)"
   (cd "$repo" && go build -o "$E2E_STATE/awsfake" ./test/awsfake)
-  nohup "$E2E_STATE/awsfake" -addr "$ip:$AWS_PORT" > "$E2E_STATE/logs/awsfake.log" 2>&1 &
+  (close_fds; exec nohup "$E2E_STATE/awsfake" -addr "$ip:$AWS_PORT" > "$E2E_STATE/logs/awsfake.log" 2>&1) &
   echo $! > "$(aws_pidfile)"
   wait_for "fake AWS store" 30 curl -fsS "http://$ip:$AWS_PORT/_fake/healthz"
   printf '{"jwks":%s}' "$(kctl get --raw /openid/v1/jwks)" |
