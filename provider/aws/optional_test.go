@@ -319,7 +319,6 @@ func TestOptionalGoneIsKept(t *testing.T) {
 		}
 	}
 
-
 	required := e.request(map[string]string{"objects": sm("db") + sm("gone", "objectAlias: gone")})
 	required.Held = held
 	if _, err := e.p.Fetch(context.Background(), required); !errors.Is(err, provider.ErrNotFound) {
