@@ -163,6 +163,8 @@ if ip link show "$E2E_BRIDGE" >/dev/null 2>&1; then
   log "deleting bridge $E2E_BRIDGE"
   ip link delete "$E2E_BRIDGE" 2>/dev/null || true
 fi
+log "removing the node's address $(node_ip) from lo"
+drop_node_ip
 ipt_drop_chain() { # cmd table chain [hooked-from...]
   local cmd="$1" t="$2" ch="$3" h
   shift 3

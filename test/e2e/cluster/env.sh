@@ -5,7 +5,7 @@
 #   KUBECONFIG           admin kubeconfig written by up.sh (O=system:masters)
 #   KUBE_VERSION         e.g. v1.36.3;  KUBE_BIN: dir with the five binaries (also put first on PATH)
 #   KUBECTL KUBELET KUBE_APISERVER KUBE_CONTROLLER_MANAGER KUBE_SCHEDULER   binary paths
-#   NODE_NAME NODE_IP    the node (NODE_IP = eth0's IPv4); API_SERVER=https://NODE_IP:6443
+#   NODE_NAME NODE_IP    the node (NODE_IP: an address up.sh adds to lo); API_SERVER=https://NODE_IP:6443
 #   KUBELET_ROOT         /var/lib/kubelet (rshared);  E2E_LOGS: daemon logs dir
 #   CONTAINERD_ADDRESS CONTAINERD_NAMESPACE=k8s.io  so plain `ctr images ls` talks to our containerd
 #   E2E_IMAGES           dir with pause.tar and busybox.tar

@@ -36,16 +36,32 @@ lock_cluster() {
 }
 need_root() { [[ $(id -u) == 0 ]] || die "must run as root"; }
 
-# node_ip prints eth0's IPv4 address (or the first global IPv4 address, or PODSECRETS_E2E_NODE_IP).
-node_ip() {
-  if [[ -n "${PODSECRETS_E2E_NODE_IP:-}" ]]; then echo "$PODSECRETS_E2E_NODE_IP"; return; fi
-  local ip
-  ip="$(ip -4 -o addr show dev eth0 scope global 2>/dev/null | awk '!f {split($4, a, "/"); print a[1]; f = 1}')"
-  if [[ -z "$ip" ]]; then
-    ip="$(ip -4 -o addr show scope global 2>/dev/null | awk '$2 != "'"$E2E_BRIDGE"'" && !f {split($4, a, "/"); print a[1]; f = 1}')"
+# The node's address is one these scripts add to the loopback interface:
+# the API server, kubelet and the fake store listen there (and on
+# 127.0.0.1), never on the machine's external interface, and pods reach it
+# through the bridge like any address of the host. 10.245.255.1 is outside
+# the pod and service ranges; PODSECRETS_E2E_NODE_IP picks another (an
+# address the caller made, which up.sh then only checks is local). A dummy
+# interface would do as well, but not every kernel here has the module.
+E2E_HOST_IP_DEFAULT=10.245.255.1
+
+# node_ip prints the node's address.
+node_ip() { echo "${PODSECRETS_E2E_NODE_IP:-$E2E_HOST_IP_DEFAULT}"; }
+
+# ensure_node_ip makes the node's address.
+ensure_node_ip() {
+  local ip; ip="$(node_ip)"
+  if [[ -n "${PODSECRETS_E2E_NODE_IP:-}" ]]; then
+    ip -4 -o addr show | grep -q " inet $ip/" || die "PODSECRETS_E2E_NODE_IP=$ip is no address of this machine"
+    return 0
   fi
-  [[ -n "$ip" ]] || die "no non-loopback IPv4 address found (set PODSECRETS_E2E_NODE_IP)"
-  echo "$ip"
+  ip -4 -o addr show dev lo | grep -q " inet $ip/" || ip addr add "$ip/32" dev lo
+}
+
+# drop_node_ip removes the address ensure_node_ip made.
+drop_node_ip() {
+  [[ -n "${PODSECRETS_E2E_NODE_IP:-}" ]] && return 0
+  ip addr del "$(node_ip)/32" dev lo 2>/dev/null || true
 }
 
 # pid_alive NAME: true when $E2E_STATE/pids/NAME.pid names a live process.

@@ -9,7 +9,7 @@
 #                             default /var/run/podsecrets-e2e
 #   PODSECRETS_E2E_CACHE      binaries and images from build.sh, default /var/cache/podsecrets-e2e
 #   PODSECRETS_E2E_NODE_NAME  default podsecrets-node
-#   PODSECRETS_E2E_NODE_IP    default eth0's IPv4 address
+#   PODSECRETS_E2E_NODE_IP    default 10.245.255.1, which up.sh adds to lo
 #   PODSECRETS_E2E_REGION     value of the node's topology.kubernetes.io/region label, default us-east-1
 #   PODSECRETS_E2E_TIMEOUT    seconds to wait for each step, default 120
 set -euo pipefail
@@ -19,6 +19,7 @@ need_root
 lock_cluster
 start_time=$SECONDS
 timeout="${PODSECRETS_E2E_TIMEOUT:-120}"
+ensure_node_ip
 NODE_IP="$(node_ip)"
 NODE="$E2E_NODE_NAME"
 
@@ -150,7 +151,7 @@ wait_for "etcd health" "$timeout" etcd_healthy
 # kube-apiserver
 start_daemon kube-apiserver "$E2E_BIN/kube-apiserver" \
   --etcd-servers=http://127.0.0.1:2379 \
-  --bind-address=0.0.0.0 --secure-port="$E2E_APISERVER_PORT" --advertise-address="$NODE_IP" \
+  --bind-address="$NODE_IP" --secure-port="$E2E_APISERVER_PORT" --advertise-address="$NODE_IP" \
   --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
   --client-ca-file="$PKI/ca.crt" \
   --requestheader-client-ca-file="$PKI/ca.crt" --requestheader-allowed-names=front-proxy-client \
@@ -328,6 +329,7 @@ authorization:
   mode: Webhook
 tlsCertFile: $PKI/kubelet-serving.crt
 tlsPrivateKeyFile: $PKI/kubelet-serving.key
+address: $NODE_IP
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
