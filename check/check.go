@@ -303,7 +303,7 @@ func (ch *checker) class(ctx context.Context, src string, u *unstructured.Unstru
 	}
 	c.Warnings = append(c.Warnings, unknownSpecKeys(u, ref, c.APIVersion)...)
 	// The driver's own parse of the class as the API server serves it.
-	kc, err := kube.Classes{Client: oneClass{u}}.GetClass(ctx, c.Namespace, c.Name)
+	kc, err := kube.ClassFrom(u)
 	if err != nil {
 		c.Errors = append(c.Errors, err.Error())
 		return c

@@ -14,31 +14,6 @@ import (
 	"github.com/podsecrets/podsecrets/provider"
 )
 
-// oneClass serves one class to kube.Classes as the API server would serve
-// it, so that a class from a file is parsed by the driver's own parser.
-type oneClass struct {
-	u *unstructured.Unstructured
-}
-
-var _ dynamic.Interface = oneClass{}
-
-func (c oneClass) Resource(schema.GroupVersionResource) dynamic.NamespaceableResourceInterface {
-	return classResource{u: c.u}
-}
-
-// classResource answers the one call kube.Classes makes; the embedded
-// interface, nil, stands for the calls it never makes.
-type classResource struct {
-	dynamic.NamespaceableResourceInterface
-	u *unstructured.Unstructured
-}
-
-func (r classResource) Namespace(string) dynamic.ResourceInterface { return r }
-
-func (r classResource) Get(context.Context, string, metav1.GetOptions, ...string) (*unstructured.Unstructured, error) {
-	return r.u.DeepCopy(), nil
-}
-
 // tokenExpiry is how long a check's token lives: the shortest the API
 // server grants (10 minutes); a check needs it for seconds.
 const tokenExpiry = int64(600)

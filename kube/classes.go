@@ -78,10 +78,13 @@ func (k Classes) GetClass(ctx context.Context, namespace, name string) (*Class, 
 	case err != nil:
 		return nil, fmt.Errorf("get SecretProviderClass %s/%s: %w", namespace, name, err)
 	}
-	return classFrom(u)
+	return ClassFrom(u)
 }
 
-func classFrom(u *unstructured.Unstructured) (*Class, error) {
+// ClassFrom parses a SecretProviderClass object as the API server serves it,
+// with GetClass's rules and errors; `podsecrets check` parses classes from
+// files with it.
+func ClassFrom(u *unstructured.Unstructured) (*Class, error) {
 	c := &Class{Namespace: u.GetNamespace(), Name: u.GetName()}
 	ref := u.GetNamespace() + "/" + u.GetName()
 	p, _, err := unstructured.NestedString(u.Object, "spec", "provider")

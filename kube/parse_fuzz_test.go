@@ -23,7 +23,7 @@ func FuzzObjectsFromAPI(f *testing.F) {
 			return
 		}
 		u := &unstructured.Unstructured{Object: obj}
-		if c, err := classFrom(u); err != nil && !errors.Is(err, ErrClassInvalid) {
+		if c, err := ClassFrom(u); err != nil && !errors.Is(err, ErrClassInvalid) {
 			t.Fatalf("classFrom: %v, not ErrClassInvalid", err)
 		} else if err == nil && c.Provider == "" {
 			t.Fatal("classFrom accepted a class without a provider")
