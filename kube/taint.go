@@ -127,10 +127,10 @@ func (s *StartupTaint) remove(ctx context.Context) {
 		cancel()
 		switch {
 		case err == nil && removed:
-			s.log.Info("startup taint removed: pods needing the driver may schedule here", logkey.Node, s.node)
+			s.log.Info("startup taint removed: pods needing the driver may schedule here", logkey.Node, s.node, logkey.Taint, s.key)
 			return
 		case err == nil:
-			s.log.Debug("no startup taint on the node", logkey.Node, s.node)
+			s.log.Debug("no startup taint on the node", logkey.Node, s.node, logkey.Taint, s.key)
 			return
 		case ctx.Err() != nil:
 			return
@@ -139,7 +139,7 @@ func (s *StartupTaint) remove(ctx context.Context) {
 		if apierrors.IsForbidden(err) {
 			msg = "removing the startup taint is forbidden: the driver's ClusterRole needs get and patch on nodes"
 		}
-		s.log.Warn(msg, logkey.Node, s.node, logkey.Error, err.Error(),
+		s.log.Warn(msg, logkey.Node, s.node, logkey.Taint, s.key, logkey.Error, err.Error(),
 			logkey.RetryInS, wait.Seconds())
 		select {
 		case <-ctx.Done():

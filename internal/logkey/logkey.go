@@ -35,4 +35,5 @@ const (
 	RetryInS       = "retry_in_s" // seconds until a failed rotation check is retried
 	Revision       = "revision"   // a workload revision, "Kind/name"
 	Record         = "record"     // a SecretVersionRecord's name
+	Taint          = "taint"      // a node taint's key
 )
