@@ -239,7 +239,7 @@ if [[ -d $S ]]; then
     log "daemon logs copied to $PODSECRETS_E2E_KEEP_LOGS"
   fi
   created=()
-  for d in "$E2E_KUBELET_ROOT" /var/log/pods /var/log/containers /run/containerd /var/lib/cni /var/lib/containerd /opt/containerd /etc/cni /opt/cni; do
+  for d in "${E2E_HOST_DIRS[@]}"; do
     grep -qxF "$d" "$S/preexisting" 2>/dev/null || created+=("$d")
   done
   if [[ ! -f "$S/preexisting" ]]; then

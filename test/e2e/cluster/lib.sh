@@ -22,6 +22,13 @@ E2E_BRIDGE=podsecrets0
 E2E_APISERVER_PORT=6443
 E2E_CONTAINERD_SOCK="$E2E_STATE/containerd/containerd.sock"
 E2E_KUBECONFIG="$E2E_STATE/kubeconfig"
+# Host directories the cluster may create: up.sh records which existed
+# before, and down.sh removes the others. The plugin socket directories are
+# the DaemonSet's hostPath volumes (DirectoryOrCreate), /etc/kubernetes with
+# them.
+E2E_HOST_DIRS=("$E2E_KUBELET_ROOT" /var/log/pods /var/log/containers /run/containerd /var/lib/cni /var/lib/containerd
+  /opt/containerd /etc/cni /opt/cni /var/run/secrets-store-csi-providers /etc/kubernetes/secrets-store-csi-providers
+  /etc/kubernetes)
 # iptables chains owned by these scripts (removed by down.sh)
 E2E_CHAIN=PODSECRETS-E2E
 

@@ -44,7 +44,7 @@ chmod 0700 "$S/pki" "$S/etcd"
 # ---------------------------------------------------------------------------
 # What existed before the first up.sh: down.sh removes only what we created.
 if [[ ! -f "$S/preexisting" ]]; then
-  for d in "$E2E_KUBELET_ROOT" /var/log/pods /var/log/containers /run/containerd /var/lib/cni /var/lib/containerd /opt/containerd /etc/cni /opt/cni; do
+  for d in "${E2E_HOST_DIRS[@]}"; do
     [[ -e $d ]] && echo "$d"
   done >"$S/preexisting.tmp" || true
   mv "$S/preexisting.tmp" "$S/preexisting"
