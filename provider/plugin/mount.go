@@ -140,9 +140,9 @@ func answer(name string, req *provider.Request, resp *v1alpha1.MountResponse) (*
 		out.Files = append(out.Files, provider.File{Path: f.GetPath(), Mode: fs.FileMode(mode), Data: f.GetContents()})
 	}
 	for i, v := range resp.GetObjectVersion() {
-		for field, s := range map[string]string{"id": v.GetId(), "version": v.GetVersion()} {
-			if err := printable(s); err != nil {
-				return nil, fmt.Errorf("%w: provider plugin %s: object_version[%d].%s %v", provider.ErrInvalid, name, i, field, err)
+		for _, f := range [...]struct{ name, value string }{{"id", v.GetId()}, {"version", v.GetVersion()}} {
+			if err := printable(f.value); err != nil {
+				return nil, fmt.Errorf("%w: provider plugin %s: object_version[%d].%s %v", provider.ErrInvalid, name, i, f.name, err)
 			}
 		}
 		if v.GetId() == "" {
