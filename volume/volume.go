@@ -265,6 +265,10 @@ func (m *Manager) publish(ctx context.Context, from State, v Volume) (err error)
 	}
 	defer func() { <-m.sem }()
 	touched = true
+	// What an earlier attempt left in the target (a plugin's own writes
+	// before a driver was killed) would stay on the node's disk under the
+	// mount, and keep Unpublish from removing the directory.
+	removeStray(v.Target)
 	if err := os.Mkdir(v.Target, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create target: %w", mount.StripPath(err))
 	}

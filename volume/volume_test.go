@@ -249,3 +249,28 @@ func TestFailedFetchLeavesNoStray(t *testing.T) {
 		t.Errorf("a file beyond a mount point was removed: %v", err)
 	}
 }
+
+// TestPublishClearsAStrayTarget: files an earlier attempt left in a target
+// podsecrets never mounted are removed before the volume is mounted over
+// them, and the volume then unpublishes cleanly.
+func TestPublishClearsAStrayTarget(t *testing.T) {
+	requireRoot(t)
+	_, target := pods(t)
+	m := New(Options{Mounter: mount.System{}, TmpfsSize: 1 << 20, StagingDir: t.TempDir()})
+	tgt := target("p")
+	if err := os.MkdirAll(filepath.Join(tgt, "sub"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tgt, "sub", "password"), []byte("SECRET"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Publish(context.Background(), Absent, Volume{Target: tgt, Fetch: fixed(set(10))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unpublish(tgt); err != nil {
+		t.Fatalf("unpublish = %v", err)
+	}
+	if _, err := os.Lstat(tgt); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the target or the stray file below it is still there (%v)", err)
+	}
+}
