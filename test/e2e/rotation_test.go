@@ -281,6 +281,37 @@ func spans(ls []loopLine) string {
 	return strings.Join(out, ", ")
 }
 
+// rotateTo makes a new version with put and waits for the pod's reader to
+// see the set want (what names it), logging the time from the put; it
+// checks that the reader stayed healthy and returns every line it printed.
+func rotateTo(ctx context.Context, t *testing.T, ns, pod string, files int, what string, want func([]string) bool, put func()) []loopLine {
+	t.Helper()
+	putAt := time.Now()
+	put()
+	hit, all := waitSet(ctx, t, ns, pod, files, rotationTimeout, what, want)
+	t.Logf("rotation latency (put → the pod reads %s): %v", what, hit.at.Sub(putAt).Round(time.Millisecond))
+	checkLoopHealthy(t, pod, all)
+	return all
+}
+
+// onlySets fails for every round of all that read, through one ..data, a
+// set that is none of sets: files that changed apart.
+func onlySets(t *testing.T, all []loopLine, files string, sets ...func([]string) bool) {
+	t.Helper()
+next:
+	for _, l := range all {
+		if l.kind != "SET" {
+			continue
+		}
+		for _, ok := range sets {
+			if ok(l.vals) {
+				continue next
+			}
+		}
+		t.Errorf("round %d: the pod read %s %q through one ..data, a set the store never held", l.round, files, l.vals)
+	}
+}
+
 // TestRotationJWTCurrentAndPrevious rotates a secret read twice, by
 // AWSCURRENT and AWSPREVIOUS: a reader that resolves ..data once sees the
 // old pair or the new one, never the new current with the old previous.
@@ -300,17 +331,9 @@ func TestRotationJWTCurrentAndPrevious(t *testing.T) {
 	p := loopPod(t, ns, "jwt", "jwt", loopOpts{files: []string{"current", "previous"}, pause: 10000})
 	waitSet(ctx, t, ns, "jwt", 2, time.Minute, "k2 k1", is(k(2), k(1)))
 
-	putAt := time.Now()
-	_, v3 := putSecretVersion(t, name, k(3))
-	hit, all := waitSet(ctx, t, ns, "jwt", 2, rotationTimeout, "k3 k2", is(k(3), k(2)))
-	t.Logf("rotation latency (put → the pod reads k3 k2): %v", hit.at.Sub(putAt).Round(time.Millisecond))
-
-	for _, l := range all {
-		if l.kind == "SET" && !is(k(2), k(1))(l.vals) && !is(k(3), k(2))(l.vals) {
-			t.Errorf("round %d: the pod read current %q with previous %q through one ..data", l.round, l.vals[0], l.vals[1])
-		}
-	}
-	checkLoopHealthy(t, "jwt", all)
+	var v3 string
+	all := rotateTo(ctx, t, ns, "jwt", 2, "k3 k2", is(k(3), k(2)), func() { _, v3 = putSecretVersion(t, name, k(3)) })
+	onlySets(t, all, "current and previous", is(k(2), k(1)), is(k(3), k(2)))
 
 	pod, err := kube.CoreV1().Pods(ns).Get(ctx, "jwt", metav1.GetOptions{})
 	if err != nil {
@@ -359,16 +382,9 @@ func TestRotationJSONCredentialsTogether(t *testing.T) {
 	p := loopPod(t, ns, "db", "db", loopOpts{files: []string{"username", "password"}, pause: 10000})
 	waitSet(ctx, t, ns, "db", 2, time.Minute, "u1 p1", is(u(1), pw(1)))
 
-	putAt := time.Now()
-	_, v2 := putSecretVersion(t, name, doc(2))
-	hit, all := waitSet(ctx, t, ns, "db", 2, rotationTimeout, "u2 p2", is(u(2), pw(2)))
-	t.Logf("rotation latency (put → the pod reads u2 p2): %v", hit.at.Sub(putAt).Round(time.Millisecond))
-	for _, l := range all {
-		if l.kind == "SET" && !is(u(1), pw(1))(l.vals) && !is(u(2), pw(2))(l.vals) {
-			t.Errorf("round %d: the pod read username %q with password %q through one ..data", l.round, l.vals[0], l.vals[1])
-		}
-	}
-	checkLoopHealthy(t, "db", all)
+	var v2 string
+	all := rotateTo(ctx, t, ns, "db", 2, "u2 p2", is(u(2), pw(2)), func() { _, v2 = putSecretVersion(t, name, doc(2)) })
+	onlySets(t, all, "username and password", is(u(1), pw(1)), is(u(2), pw(2)))
 	checkFromContainer(t, p, map[string]string{"db.json": doc(2), "username": u(2), "password": pw(2)})
 	waitEvent(t, ns, "db", "SecretsRotated", arn+"@"+v1+"→"+v2)
 }
@@ -388,11 +404,8 @@ func TestRotationSSMParameter(t *testing.T) {
 	p := loopPod(t, ns, "flag", "flag", loopOpts{files: []string{"flag"}, pause: 50000})
 	waitSet(ctx, t, ns, "flag", 1, time.Minute, "version 1", is(val(1)))
 
-	putAt := time.Now()
-	second := putParameter(t, name, val(2))
-	hit, all := waitSet(ctx, t, ns, "flag", 1, rotationTimeout, "version 2", is(val(2)))
-	t.Logf("rotation latency (put → the pod reads version %d): %v", second, hit.at.Sub(putAt).Round(time.Millisecond))
-	checkLoopHealthy(t, "flag", all)
+	var second int64
+	rotateTo(ctx, t, ns, "flag", 1, "version 2", is(val(2)), func() { second = putParameter(t, name, val(2)) })
 	checkFromContainer(t, p, map[string]string{"flag": val(2)})
 	waitEvent(t, ns, "flag", "SecretsRotated", fmt.Sprintf("%s@%d→%d", name, first, second))
 }
