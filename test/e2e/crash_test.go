@@ -319,18 +319,46 @@ func appPID(t *testing.T, p *corev1.Pod) int {
 		t.Fatalf("%s: processes of the app container: %v", p.Name, err)
 	}
 	// The container's first process, which lives as long as it does, not
-	// one of the short-lived children a reader loop starts: the lowest PID.
-	pid := 0
+	// one of the short-lived children a reader loop starts: the one whose
+	// parent (the runtime's shim) is outside the container. Not the lowest
+	// PID: PIDs wrap around on a machine that has started millions of
+	// processes, and a child can get a lower one than its parent.
+	procs := map[int]bool{}
 	for _, f := range strings.Fields(string(b)) {
 		var n int
-		if _, err := fmt.Sscan(f, &n); err == nil && (pid == 0 || n < pid) {
+		if _, err := fmt.Sscan(f, &n); err == nil {
+			procs[n] = true
+		}
+	}
+	pid := 0
+	for n := range procs {
+		if pp, ok := parentPID(n); ok && !procs[pp] {
 			pid = n
 		}
 	}
 	if pid == 0 {
-		t.Fatalf("%s: no process in the app container (%q)", p.Name, b)
+		t.Fatalf("%s: no first process in the app container (%q)", p.Name, b)
 	}
 	return pid
+}
+
+// parentPID reads the parent of process pid from /proc (false if it is gone).
+func parentPID(pid int) (int, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	rest := string(b)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	var state string
+	var ppid int
+	if _, err := fmt.Sscan(rest, &state, &ppid); err != nil {
+		return 0, false
+	}
+	return ppid, true
 }
 
 // checkFromContainer checks pod p's volume through its container's mount
