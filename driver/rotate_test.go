@@ -105,12 +105,12 @@ func TestRotation(t *testing.T) {
 	_, v0 := readSet(t, target)
 	gets, fetches := h.classGets(), h.fetches()
 
-	h.republishAfter(req, 59 * time.Second)
+	h.republishAfter(req, 59*time.Second)
 	if h.classGets() != gets || h.fetches() != fetches {
 		t.Fatalf("a republish inside the interval read the class %d and fetched %d times", h.classGets()-gets, h.fetches()-fetches)
 	}
 
-	h.republishAfter(req, 2 * time.Second)
+	h.republishAfter(req, 2*time.Second)
 	if h.fetches() != fetches+1 {
 		t.Fatalf("a republish past the interval fetched %d times, want 1", h.fetches()-fetches)
 	}
@@ -122,7 +122,7 @@ func TestRotation(t *testing.T) {
 	}
 
 	h.provider.SetFiles(files("current", "k3", "previous", "k2")...)
-	h.republishAfter(req, 61 * time.Second)
+	h.republishAfter(req, 61*time.Second)
 	got, v1 := readSet(t, target, "current", "previous")
 	if v1 == v0 || got["current"] != "k3" || got["previous"] != "k2" {
 		t.Fatalf("after the rotation: ..data %s (was %s), files %v", v1, v0, got)
@@ -199,7 +199,7 @@ func TestRotationFailureKeepsFiles(t *testing.T) {
 	h.provider.SetFiles(files("a", "1")...)
 	req, target := h.published("p", "db")
 	h.provider.SetError(fmt.Errorf("%w: store down", provider.ErrUnavailable))
-	h.republishAfter(req, 31 * time.Second)
+	h.republishAfter(req, 31*time.Second)
 	if got, _ := readSet(t, target, "a"); got["a"] != "1" {
 		t.Fatalf("a = %q after a failed check", got["a"])
 	}
@@ -215,7 +215,7 @@ func TestRotationFailureKeepsFiles(t *testing.T) {
 	}
 	h.provider.SetError(nil)
 	h.provider.SetFiles(files("a", "2")...)
-	h.republishAfter(req, 6 * time.Second)
+	h.republishAfter(req, 6*time.Second)
 	if got, _ := readSet(t, target, "a"); got["a"] != "2" {
 		t.Fatalf("a = %q after the store came back", got["a"])
 	}
@@ -234,7 +234,7 @@ func TestRotationClassDeleted(t *testing.T) {
 	if err := h.dyn.Resource(kube.ClassGVR).Namespace("default").Delete(context.Background(), "db", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	h.republishAfter(req, 31 * time.Second)
+	h.republishAfter(req, 31*time.Second)
 	if got, _ := readSet(t, target, "a"); got["a"] != "1" {
 		t.Fatalf("a = %q", got["a"])
 	}
@@ -360,7 +360,7 @@ func TestRotationCheckWarningsBecomeEvents(t *testing.T) {
 	h.provider.SetFiles(files("a", "1")...)
 	req, _ := h.published("p", "db")
 	h.provider.SetWarnings(provider.Warning{Reason: "OptionalObjectGone", Message: "SecretProviderClass default/db: objects[1]: gone from the store; the pod keeps version 3"})
-	h.republishAfter(req, 31 * time.Second)
+	h.republishAfter(req, 31*time.Second)
 	evs := h.events.all()
 	if len(evs) != 1 || evs[0] != "Warning default/p OptionalObjectGone: SecretProviderClass default/db: objects[1]: gone from the store; the pod keeps version 3" {
 		t.Fatalf("events = %q", evs)
