@@ -21,7 +21,7 @@ const (
 	keyPodUID         = "csi.storage.k8s.io/pod.uid"
 	keyServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
 	keyEphemeral      = "csi.storage.k8s.io/ephemeral"
-	keyTokens         = "csi.storage.k8s.io/serviceAccount.tokens"
+	keyTokens         = provider.TokensKey
 	// keyClass is the pod's volumeAttributes key naming its class; the
 	// Secrets Store CSI Driver uses the same key, so pod specs carry over.
 	keyClass = "secretProviderClass"

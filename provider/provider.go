@@ -73,6 +73,12 @@ type Pod struct {
 	Tokens map[string]Token
 }
 
+// TokensKey is where kubelet puts a pod's service-account tokens in a
+// volume's context (and, with serviceAccountTokenInSecrets, in its
+// secrets): a JSON map of audience to {token, expirationTimestamp}. The
+// driver parses it into Pod.Tokens; a plugin gets it back under the same key.
+const TokensKey = "csi.storage.k8s.io/serviceAccount.tokens"
+
 // Token is a service-account token. Its formatting methods redact the value so
 // that a Token can never leak through a log line or an error message.
 type Token struct {

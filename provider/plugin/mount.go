@@ -20,10 +20,9 @@ import (
 	"github.com/podsecrets/podsecrets/provider/plugin/v1alpha1"
 )
 
-// Keys the Secrets Store CSI Driver adds to a plugin's attributes. The
-// driver parses the pod's from volume_context; only the tokens are put
-// back here, from their typed, redacted form.
-const keyTokens = "csi.storage.k8s.io/serviceAccount.tokens"
+// keyTokens is where a plugin reads the pod's tokens, put back here from
+// their typed, redacted form.
+const keyTokens = provider.TokensKey
 
 // defaultMode is the file mode plugins are told to use unless a class says
 // otherwise, and permission is how they are told: the JSON of an

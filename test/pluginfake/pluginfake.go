@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/podsecrets/podsecrets/provider"
 	"github.com/podsecrets/podsecrets/provider/plugin/v1alpha1"
 )
 
@@ -206,7 +207,7 @@ func codeNamed(name string) (codes.Code, bool) {
 	return 0, false
 }
 
-const keyTokens = "csi.storage.k8s.io/serviceAccount.tokens"
+const keyTokens = provider.TokensKey
 
 func tokens(attrs map[string]string) map[string]struct {
 	Token string `json:"token"`
