@@ -36,7 +36,7 @@ const (
 type Plugin struct {
 	name   string
 	client v1alpha1.CSIDriverProviderClient
-	conn   interface{ Close() error }
+	conn   *grpc.ClientConn
 }
 
 // Name implements provider.Provider.

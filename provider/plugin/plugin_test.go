@@ -239,7 +239,7 @@ func TestCrashMidCall(t *testing.T) {
 	g = start(fake)
 	f := NewFinder(Options{Dirs: []string{dir}})
 	defer f.Close()
-	_, err := fetchFrom(t, f, "crashy", map[string]string{"answer": "crash"})
+	_, err := fetch(t, f, "crashy", request(map[string]string{"answer": "crash"}))
 	if !errors.Is(err, provider.ErrUnavailable) || !strings.Contains(err.Error(), "provider plugin crashy") {
 		t.Fatalf("err = %v, want ErrUnavailable naming the plugin", err)
 	}
@@ -256,8 +256,8 @@ func TestCrashMidCall(t *testing.T) {
 		if resp, err = p.Fetch(ctx, request(map[string]string{"objects": "db"})); err == nil {
 			break
 		}
-		p.(*Plugin).conn.(*grpc.ClientConn).Connect()
-		waitState(ctx, p.(*Plugin).conn.(*grpc.ClientConn))
+		p.(*Plugin).conn.Connect()
+		waitState(ctx, p.(*Plugin).conn)
 	}
 	if err != nil || len(resp.Files) != 1 {
 		t.Fatalf("after the restart: %v, %v", resp, err)
@@ -269,11 +269,6 @@ func waitState(ctx context.Context, conn *grpc.ClientConn) {
 	if s := conn.GetState(); s != connectivity.Ready {
 		conn.WaitForStateChange(ctx, s)
 	}
-}
-
-func fetchFrom(t *testing.T, f *Finder, name string, params map[string]string) (*provider.Response, error) {
-	t.Helper()
-	return fetch(t, f, name, request(params))
 }
 
 func TestFind(t *testing.T) {

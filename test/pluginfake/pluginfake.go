@@ -25,7 +25,6 @@ package pluginfake
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -254,14 +253,4 @@ func echo(req *v1alpha1.MountRequest, attrs map[string]string) Echo {
 		e.CurrentVersions[v.GetId()] = v.GetVersion()
 	}
 	return e
-}
-
-// String describes the seed for test failures: ids and versions only.
-func (s Seed) String() string {
-	ids := make([]string, 0, len(s.Objects))
-	for id, o := range s.Objects {
-		ids = append(ids, fmt.Sprintf("%s@%s", id, o.Version))
-	}
-	sort.Strings(ids)
-	return strings.Join(ids, ",")
 }
