@@ -78,6 +78,19 @@ type Driver struct {
 
 	classMu sync.Mutex
 	classes map[string]*kube.Class // read for checks; see checkClass
+
+	later sync.WaitGroup // work started by afterAnswer
+}
+
+// afterAnswer runs f beside the answer to kubelet, with ctx's values but
+// not its end, which comes with the answer.
+func (d *Driver) afterAnswer(ctx context.Context, f func(context.Context)) {
+	ctx = context.WithoutCancel(ctx)
+	d.later.Add(1)
+	go func() {
+		defer d.later.Done()
+		f(ctx)
+	}()
 }
 
 // New returns a Driver; it does not start serving. Providers, Classes and

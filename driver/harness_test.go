@@ -74,6 +74,9 @@ func (f *fakeSignals) set(ref string, s kube.ClassSignal) {
 
 // fakeEvents records the events the driver puts on pods.
 type fakeEvents struct {
+	// settle, when set, waits for events still being sent (the
+	// driver's afterAnswer work) before they are read.
+	settle func()
 	mu     sync.Mutex
 	events []string // "type namespace/pod reason: message"
 }
@@ -104,6 +107,9 @@ func (f *fakeEvents) of(reason string) []string {
 }
 
 func (f *fakeEvents) filter(keep func(string) bool) []string {
+	if f.settle != nil {
+		f.settle()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
@@ -241,6 +247,7 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 		t.Fatal(err)
 	}
 	h.driver = d
+	h.events.settle = d.later.Wait
 	h.driver.SetReady(true)
 
 	sock := filepath.Join(h.root, "csi.sock")

@@ -89,7 +89,12 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 	log.Info(msg, logkey.Provider, providerName, logkey.Objects, versionsAttr(resp.Versions), logkey.DurationMS, ms(took))
 	d.warnings(ctx, pr, log, resp.Warnings)
-	d.event(ctx, pr, false, reasonMounted, mountedMessage(pr.classRef(), resp.Versions, took))
+	// Told after the answer, not before it: the event is an API call
+	// (up to seconds when the API server is slow or the client's rate
+	// limit queues it), and the pod's start need not wait for its story.
+	d.afterAnswer(ctx, func(ctx context.Context) {
+		d.event(ctx, pr, false, reasonMounted, mountedMessage(pr.classRef(), resp.Versions, took))
+	})
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
